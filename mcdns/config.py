@@ -1,0 +1,341 @@
+"""Configuration: one frozen ``Config`` loaded once, from a YAML file and CLI flags.
+
+Every key of the YAML file is a field of ``Config``; CLI flags override the file.
+Validation happens here, in one place, so that a bad file fails at start-up (or is
+refused on reload) with a message naming the key and the problem, and the rest of the
+program can trust every value it reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROLES = ("stub", "resolver")
+POLICIES = ("local-first", "local-only", "import-first")
+POD_MODES = ("insecure", "disabled")
+LOG_FORMATS = ("logfmt", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; ``key`` names it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config key {key!r}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """An address to listen on or to send to."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything mcdns reads from its config file or flags. One docstring line a key."""
+
+    role: str = "stub"
+    """stub (answer the zones, REFUSED elsewhere) or resolver (forward other names)."""
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 5353),)
+    """DNS listen addresses; each gets UDP and TCP."""
+    zone: str = "cluster.local"
+    """The cluster zone answered with health-aware fallback."""
+    clusterset_zone: str = "clusterset.local"
+    """The MCS clusterset zone."""
+    reverse_zones: tuple[str, ...] = ("in-addr.arpa", "ip6.arpa")
+    """Reverse zones answered with PTR records for the IPs mcdns hands out."""
+    cluster_id: str = ""
+    """This cluster's id in the clusterset (else the ClusterProperty, else empty)."""
+    policy: str = "local-first"
+    """Default fallback policy: local-first, local-only or import-first."""
+    min_ready: int = 1
+    """Ready local endpoints a Service needs to count as healthy."""
+    ttl: int = 5
+    """TTL of every answer and SOA minimum (0-3600)."""
+    pods: str = "insecure"
+    """Pod records <a-b-c-d>.<ns>.pod.<zone>: insecure or disabled."""
+    max_udp_size: int = 1232
+    """Largest UDP answer mcdns sends to an EDNS client (512-65535)."""
+    state: str | None = None
+    """Path of a state file (kubectl -o yaml output) to serve instead of the API."""
+    kubeconfig: str | None = None
+    """Path of a kubeconfig; without it and without state, in-cluster config."""
+    namespaces: tuple[str, ...] = ()
+    """Only watch these namespaces (empty: all)."""
+    tcp_idle_timeout: float = 10.0
+    """Seconds an idle TCP connection is kept open (RFC 7766)."""
+    tcp_max_connections: int = 1024
+    """Concurrent TCP connections accepted; more are closed at once."""
+    tcp_max_queries: int = 0
+    """Queries answered on one TCP connection before it is closed (0: no limit)."""
+    upstreams: tuple[HostPort, ...] = ()
+    """Resolver role: upstream servers (empty: nameservers of resolv_conf)."""
+    resolv_conf: str = "/etc/resolv.conf"
+    """Resolver role: file read for upstreams when none are configured."""
+    upstream_timeout: float = 2.0
+    """Resolver role: seconds to wait for one upstream before trying the next."""
+    cache_size: int = 10000
+    """Resolver role: most entries the forwarding cache holds."""
+    cache_min_ttl: int = 0
+    """Resolver role: lowest TTL a cached answer is kept for."""
+    cache_max_ttl: int = 3600
+    """Resolver role: highest TTL a cached answer is kept for."""
+    serve_stale: int = 86400
+    """Resolver role: seconds past expiry an answer may be served when upstreams fail."""
+    allow: tuple[str, ...] = ()
+    """Resolver role: client networks allowed (empty: loopback and listen networks)."""
+    http: HostPort | None = HostPort("127.0.0.1", 9153)
+    """HTTP listener for /health, /ready and /metrics (null to disable)."""
+    lameduck: float = 5.0
+    """Seconds DNS keeps answering after SIGTERM while health fails."""
+    log_format: str = "logfmt"
+    """logfmt or json."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+    query_log: bool = False
+    """Log queries (sampled)."""
+    workers: int = 1
+    """DNS worker processes sharing the listen sockets with SO_REUSEPORT."""
+    config_file: str | None = field(default=None, metadata={"internal": True})
+    """Where this config came from (set by the loader, not a key)."""
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+KEYS: tuple[str, ...] = tuple(
+    f.name for f in fields(Config) if not f.metadata.get("internal")
+)
+
+
+def parse_hostport(text: str, key: str, default_port: int) -> HostPort:
+    """Parse ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    text = str(text).strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(key, f"{text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(key, f"{text!r}: expected ':port' after ']'")
+            port = _port(rest[1:], key, text)
+    elif text.count(":") == 1:
+        host, p = text.split(":")
+        port = _port(p, key, text)
+    if not host:
+        raise ConfigError(key, f"{text!r}: empty host")
+    return HostPort(host, port)
+
+
+def _port(text: str, key: str, whole: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(key, f"{whole!r}: port {text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(key, f"{whole!r}: port {port} out of range 0-65535")
+    return port
+
+
+def _zone(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip(".").strip():
+        raise ConfigError(key, f"{value!r} is not a domain name")
+    zone = value.strip().strip(".").lower()
+    for label in zone.split("."):
+        if not label or len(label) > 63:
+            raise ConfigError(key, f"{value!r} has an empty or over-long label")
+    return zone
+
+
+def _int(value: Any, key: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"{value!r} is not an integer")
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"{value} is out of range {lo}-{hi}")
+    return value
+
+
+def _float(value: Any, key: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, f"{value!r} is not a number")
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"{value} is out of range {lo}-{hi}")
+    return float(value)
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(key, f"{value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _str_list(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, f"{value!r} is not a list of strings")
+    return tuple(value)
+
+
+def _opt_str(value: Any, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, f"{value!r} is not a string")
+    return value
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"{value!r} is not true or false")
+    return value
+
+
+def _networks(values: tuple[str, ...], key: str) -> tuple[str, ...]:
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ConfigError(key, f"{v!r} is not an IP network") from None
+    return values
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Validate one raw value and return it in the type ``Config`` holds."""
+    match key:
+        case "role":
+            return _choice(value, key, ROLES)
+        case "policy":
+            return _choice(value, key, POLICIES)
+        case "pods":
+            return _choice(value, key, POD_MODES)
+        case "log_format":
+            return _choice(value, key, LOG_FORMATS)
+        case "log_level":
+            return _choice(value, key, LOG_LEVELS)
+        case "listen":
+            items = _str_list(value, key)
+            if not items:
+                raise ConfigError(key, "needs at least one address")
+            return tuple(parse_hostport(v, key, 53) for v in items)
+        case "upstreams":
+            return tuple(parse_hostport(v, key, 53) for v in _str_list(value, key))
+        case "http":
+            if value is None or value == "":
+                return None
+            if not isinstance(value, str):
+                raise ConfigError(key, f"{value!r} is not HOST:PORT")
+            return parse_hostport(value, key, 9153)
+        case "zone" | "clusterset_zone":
+            return _zone(value, key)
+        case "reverse_zones":
+            return tuple(_zone(v, key) for v in _str_list(value, key))
+        case "cluster_id":
+            if not isinstance(value, str):
+                raise ConfigError(key, f"{value!r} is not a string")
+            return value
+        case "min_ready":
+            return _int(value, key, 0, 1_000_000)
+        case "ttl":
+            return _int(value, key, 0, 3600)
+        case "max_udp_size":
+            return _int(value, key, 512, 65535)
+        case "tcp_max_connections":
+            return _int(value, key, 1, 1_000_000)
+        case "tcp_max_queries":
+            return _int(value, key, 0, 1_000_000_000)
+        case "cache_size":
+            return _int(value, key, 0, 10_000_000)
+        case "cache_min_ttl" | "cache_max_ttl":
+            return _int(value, key, 0, 604800)
+        case "serve_stale":
+            return _int(value, key, 0, 604800)
+        case "workers":
+            return _int(value, key, 1, 256)
+        case "tcp_idle_timeout":
+            return _float(value, key, 0.1, 3600)
+        case "upstream_timeout":
+            return _float(value, key, 0.01, 60)
+        case "lameduck":
+            return _float(value, key, 0, 300)
+        case "state" | "kubeconfig":
+            return _opt_str(value, key)
+        case "resolv_conf":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(key, f"{value!r} is not a path")
+            return value
+        case "namespaces":
+            return _str_list(value, key)
+        case "allow":
+            return _networks(_str_list(value, key), key)
+        case "query_log":
+            return _bool(value, key)
+    raise ConfigError(key, "unknown key")  # pragma: no cover - KEYS guards this
+
+
+def build(values: Mapping[str, Any], base: Config | None = None) -> Config:
+    """Return ``base`` (or the defaults) with ``values`` validated and applied."""
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in KEYS:
+            raise ConfigError(key, f"unknown key (known keys: {', '.join(KEYS)})")
+        changes[key] = _coerce(key, value)
+    cfg = (base or Config()).replace(**changes)
+    _check_whole(cfg)
+    return cfg
+
+
+def _check_whole(cfg: Config) -> None:
+    if cfg.cache_min_ttl > cfg.cache_max_ttl:
+        raise ConfigError("cache_min_ttl", "is larger than cache_max_ttl")
+    if cfg.zone == cfg.clusterset_zone:
+        raise ConfigError("clusterset_zone", "must differ from zone")
+    if cfg.state and cfg.kubeconfig:
+        raise ConfigError("state", "state and kubeconfig are exclusive; give one")
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping, naming the problem when it is not one."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("<file>", f"{p} is larger than {MAX_CONFIG_BYTES} bytes")
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("<file>", f"cannot read {p}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("<file>", f"{p} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("<file>", f"{p} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("<file>", f"{p} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def load(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load the config file (if any), then apply CLI overrides; both validated."""
+    values: dict[str, Any] = read_file(path) if path else {}
+    values.update(overrides or {})
+    cfg = build(values)
+    return cfg.replace(config_file=str(path) if path else None)

@@ -1,0 +1,247 @@
+"""Reduce Kubernetes objects (plain dicts, as the API or kubectl prints them) to slim ones.
+
+Shared by the state file loader and the API watchers, so both feed the store the same
+objects. A malformed object raises ``ReduceError`` naming it and the field; callers
+log and skip it, so one bad object never poisons the others.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from mcdns.model import (
+    ClusterProperty,
+    Endpoint,
+    EndpointSlice,
+    Kind,
+    Namespace,
+    Port,
+    Service,
+    ServiceImport,
+    Slim,
+)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MCS_SERVICE_LABEL = "multicluster.kubernetes.io/service-name"
+MCS_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+KARMADA_PROVISION = "endpointslice.karmada.io/provision-cluster"
+KARMADA_DISPATCH = "endpointslice-dispatch-controller.karmada.io"
+KARMADA_IMPORT = "endpointslice-controller.karmada.io"
+KARMADA_IMPORTED_PREFIX = "imported-"
+DERIVED_PREFIX = "derived-"
+POLICY_ANNOTATION = "mcdns.io/policy"
+MIN_READY_ANNOTATION = "mcdns.io/min-ready"
+CLUSTER_ID_PROPERTY = "cluster.clusterset.k8s.io"
+POLICIES = ("local-first", "local-only", "import-first")
+
+MAX_PORTS = 1000
+MAX_ENDPOINTS = 10000
+MAX_NAME = 253
+MAX_LABEL = 63
+
+KINDS: dict[str, Kind] = {k.value: k for k in Kind}
+
+
+class ReduceError(ValueError):
+    """An object cannot be used; the message names it and the problem."""
+
+
+def kind_of(obj: Mapping[str, Any]) -> Kind | None:
+    """The slim kind of an API object, or None for kinds mcdns does not keep."""
+    kind = obj.get("kind")
+    api = str(obj.get("apiVersion", ""))
+    if kind == "ServiceImport" and not api.startswith("multicluster.x-k8s.io/"):
+        return None
+    if kind == "EndpointSlice" and not api.startswith("discovery.k8s.io/"):
+        return None
+    return KINDS.get(kind) if isinstance(kind, str) else None
+
+
+def reduce(obj: Mapping[str, Any], kind: Kind | None = None) -> Slim:
+    """Reduce one API object to its slim form (``kind`` when the object has no kind)."""
+    kind = kind or kind_of(obj)
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise ReduceError(f"{obj.get('kind', 'object')} without metadata")
+    name = meta.get("name")
+    ns = meta.get("namespace", "") or ""
+    where = f"{kind.value if kind else obj.get('kind')} {ns + '/' if ns else ''}{name}"
+    try:
+        if not isinstance(name, str) or not _is_label_name(name, MAX_NAME):
+            raise ReduceError(f"metadata.name {name!r} is not a valid name")
+        if ns and not _is_label_name(ns, MAX_LABEL):
+            raise ReduceError(f"metadata.namespace {ns!r} is not a valid namespace")
+        match kind:
+            case Kind.SERVICE:
+                return _service(obj, ns, name)
+            case Kind.SLICE:
+                return _slice(obj, ns, name)
+            case Kind.IMPORT:
+                return _import(obj, ns, name)
+            case Kind.NAMESPACE:
+                return Namespace(name)
+            case Kind.CLUSTER_PROPERTY:
+                return ClusterProperty(name, str(_get(obj, "spec", {}).get("value", "")))
+        raise ReduceError(f"unsupported kind {obj.get('kind')!r}")
+    except ReduceError as e:
+        raise ReduceError(f"{where}: {e}") from None
+    except (TypeError, AttributeError, ValueError) as e:
+        raise ReduceError(f"{where}: malformed ({e})") from None
+
+
+def _get(obj: Mapping[str, Any], key: str, default: Any) -> Any:
+    v = obj.get(key, default)
+    return default if v is None else v
+
+
+def _is_label_name(name: str, limit: int) -> bool:
+    if not 0 < len(name) <= limit:
+        return False
+    return all(0 < len(p) <= MAX_LABEL for p in name.split("."))
+
+
+def _annotation_policy(meta: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    ann = _get(meta, "annotations", {})
+    policy = ann.get(POLICY_ANNOTATION)
+    if policy is not None and policy not in POLICIES:
+        raise ReduceError(f"annotation {POLICY_ANNOTATION}={policy!r} is not one of {POLICIES}")
+    raw = ann.get(MIN_READY_ANNOTATION)
+    min_ready: int | None = None
+    if raw is not None:
+        try:
+            min_ready = int(str(raw))
+        except ValueError:
+            raise ReduceError(f"annotation {MIN_READY_ANNOTATION}={raw!r} is not an integer") from None
+        if not 0 <= min_ready <= 1_000_000:
+            raise ReduceError(f"annotation {MIN_READY_ANNOTATION}={raw!r} is out of range")
+    return policy, min_ready
+
+
+def _ports(raw: Any, where: str) -> tuple[Port, ...]:
+    if not isinstance(raw, list):
+        raise ReduceError(f"{where} is not a list")
+    if len(raw) > MAX_PORTS:
+        raise ReduceError(f"{where} has {len(raw)} ports (limit {MAX_PORTS})")
+    out = []
+    for p in raw:
+        port = p.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ReduceError(f"{where}: port {port!r} is not a port number")
+        name = p.get("name") or ""
+        if not isinstance(name, str) or len(name) > MAX_LABEL:
+            raise ReduceError(f"{where}: port name {name!r} is not valid")
+        proto = str(p.get("protocol") or "TCP").upper()
+        if proto not in ("TCP", "UDP", "SCTP"):
+            raise ReduceError(f"{where}: protocol {proto!r} is not TCP, UDP or SCTP")
+        out.append(Port(name, port, proto))
+    return tuple(out)
+
+
+def _ips(raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ReduceError(f"{where} is not a list")
+    out = []
+    for ip in raw:
+        try:
+            out.append(str(ipaddress.ip_address(ip)))
+        except ValueError:
+            raise ReduceError(f"{where}: {ip!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
+    spec = _get(obj, "spec", {})
+    meta = obj["metadata"]
+    policy, min_ready = _annotation_policy(meta)
+    stype = spec.get("type") or "ClusterIP"
+    ports = _ports(_get(spec, "ports", []), "spec.ports")
+    if stype == "ExternalName":
+        ext = spec.get("externalName")
+        if not isinstance(ext, str) or not ext or len(ext) > MAX_NAME:
+            raise ReduceError(f"spec.externalName {ext!r} is not a domain name")
+        return Service(ns, name, "ExternalName", (), ext.rstrip("."), ports, policy, min_ready)
+    raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    if raw_ips and raw_ips[0] == "None":
+        return Service(ns, name, "Headless", (), "", ports, policy, min_ready)
+    return Service(ns, name, "ClusterIP", _ips(raw_ips, "spec.clusterIPs"), "", ports, policy,
+                   min_ready)
+
+
+def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
+    meta = obj["metadata"]
+    labels = _get(meta, "labels", {})
+    ann = _get(meta, "annotations", {})
+    service = str(labels.get(SERVICE_NAME_LABEL, ""))
+    mcs_service = str(labels.get(MCS_SERVICE_LABEL, ""))
+    managed_by = labels.get(MANAGED_BY) or ann.get(MANAGED_BY) or ""
+    provision = ann.get(KARMADA_PROVISION) or labels.get(KARMADA_PROVISION) or ""
+    cluster = ""
+    local = True
+    if mcs_service:
+        local = False
+        cluster = str(labels.get(MCS_CLUSTER_LABEL, ""))
+    if provision or managed_by in (KARMADA_DISPATCH, KARMADA_IMPORT):
+        local = False
+        cluster = str(provision) or cluster or _karmada_cluster(name, service)
+    addr_type = obj.get("addressType") or "IPv4"
+    if addr_type not in ("IPv4", "IPv6", "FQDN"):
+        raise ReduceError(f"addressType {addr_type!r} is not IPv4, IPv6 or FQDN")
+    raw_eps = _get(obj, "endpoints", [])
+    if not isinstance(raw_eps, list):
+        raise ReduceError("endpoints is not a list")
+    if len(raw_eps) > MAX_ENDPOINTS:
+        raise ReduceError(f"{len(raw_eps)} endpoints (limit {MAX_ENDPOINTS})")
+    eps = []
+    for i, ep in enumerate(raw_eps):
+        addrs = _get(ep, "addresses", [])
+        if addr_type != "FQDN":
+            addrs = _ips(addrs, f"endpoints[{i}].addresses")
+            want = 4 if addr_type == "IPv4" else 6
+            for a in addrs:
+                if ipaddress.ip_address(a).version != want:
+                    raise ReduceError(f"endpoints[{i}]: {a} in an {addr_type} slice")
+        hostname = ep.get("hostname") or ""
+        if hostname and not (isinstance(hostname, str) and _is_label_name(hostname, MAX_LABEL)
+                             and "." not in hostname):
+            raise ReduceError(f"endpoints[{i}].hostname {hostname!r} is not a DNS label")
+        ready = _get(ep, "conditions", {}).get("ready")
+        eps.append(Endpoint(tuple(addrs), hostname, ready is None or bool(ready)))
+    ports = _ports(_get(obj, "ports", []), "ports")
+    return EndpointSlice(ns, name, service, mcs_service, cluster, local, addr_type, ports,
+                         tuple(eps))
+
+
+def _karmada_cluster(slice_name: str, service: str) -> str:
+    """Cluster of a Karmada ``imported-<cluster>-<original slice>`` name, best effort."""
+    if not slice_name.startswith(KARMADA_IMPORTED_PREFIX):
+        return ""
+    rest = slice_name[len(KARMADA_IMPORTED_PREFIX):]
+    original = service.removeprefix(DERIVED_PREFIX)
+    cut = rest.find("-" + original + "-") if original else -1
+    if cut > 0:
+        return rest[:cut]
+    return rest.split("-", 1)[0]
+
+
+def _import(obj: Mapping[str, Any], ns: str, name: str) -> ServiceImport:
+    # v1alpha1 keeps type/ips/ports in spec; later versions moved them to the top level
+    # or status. Read them where they are.
+    spec = _get(obj, "spec", {})
+    status = _get(obj, "status", {})
+
+    def field(key: str) -> Any:
+        for src in (spec, obj, status):
+            if isinstance(src, Mapping) and src.get(key) is not None:
+                return src[key]
+        return None
+
+    itype = field("type") or "ClusterSetIP"
+    if itype not in ("ClusterSetIP", "Headless"):
+        raise ReduceError(f"spec.type {itype!r} is not ClusterSetIP or Headless")
+    policy, min_ready = _annotation_policy(obj["metadata"])
+    ips = _ips(field("ips") or [], "spec.ips")
+    ports = _ports(field("ports") or [], "spec.ports")
+    return ServiceImport(ns, name, itype, ips, ports, policy, min_ready)

@@ -1,0 +1,109 @@
+"""Slim, immutable objects: the few fields of Kubernetes objects that DNS can see.
+
+API objects are reduced to these on arrival (see ``mcdns.kube.reduce``) and the
+originals dropped, so memory grows with what DNS needs, and an update that changes
+nothing DNS-visible compares equal and recompiles nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """The object kinds mcdns keeps."""
+
+    SERVICE = "Service"
+    SLICE = "EndpointSlice"
+    IMPORT = "ServiceImport"
+    NAMESPACE = "Namespace"
+    CLUSTER_PROPERTY = "ClusterProperty"
+
+
+Key = tuple[str, str]
+"""(namespace, name) of an object; ("", name) for cluster-scoped ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    name: str
+    port: int
+    protocol: str  # TCP | UDP | SCTP
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    namespace: str
+    name: str
+    type: str  # ClusterIP | Headless | ExternalName
+    cluster_ips: tuple[str, ...]
+    external_name: str
+    ports: tuple[Port, ...]
+    policy: str | None  # mcdns.io/policy annotation
+    min_ready: int | None  # mcdns.io/min-ready annotation
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    hostname: str
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service: str  # kubernetes.io/service-name ("" if absent)
+    mcs_service: str  # multicluster.kubernetes.io/service-name ("" if absent)
+    cluster: str  # source cluster of a remote slice ("" when local)
+    local: bool  # provided by this cluster (not dispatched/imported)
+    address_type: str  # IPv4 | IPv6 | FQDN
+    ports: tuple[Port, ...]
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceImport:
+    namespace: str
+    name: str
+    type: str  # ClusterSetIP | Headless
+    ips: tuple[str, ...]
+    ports: tuple[Port, ...]
+    policy: str | None
+    min_ready: int | None
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+
+    @property
+    def key(self) -> Key:
+        return ("", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterProperty:
+    name: str
+    value: str
+
+    @property
+    def key(self) -> Key:
+        return ("", self.name)
+
+
+Slim = Service | EndpointSlice | ServiceImport | Namespace | ClusterProperty
