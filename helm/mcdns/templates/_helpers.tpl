@@ -1,0 +1,50 @@
+{{/* Chart name, shortened to the 63 characters a label allows. */}}
+{{- define "mcdns.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full resource name: <release>-<chart>, or the release alone when it holds the chart name. */}}
+{{- define "mcdns.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: stable for the life of the release. */}}
+{{- define "mcdns.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mcdns.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "mcdns.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mcdns.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: dns
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "mcdns.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mcdns.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* mcdns.yaml: .Values.config plus the listen addresses the chart owns. */}}
+{{- define "mcdns.configFile" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- $_ := set $cfg "listen" (list (printf "0.0.0.0:%d" (int .Values.containerPorts.dns))) }}
+{{- $_ = set $cfg "http" (printf "0.0.0.0:%d" (int .Values.containerPorts.http)) }}
+{{- toYaml $cfg }}
+{{- end }}
