@@ -1,0 +1,359 @@
+"""The Helm chart, linted and rendered by the real Helm library (helm-python-sdk).
+
+Every rendered object is validated with kubernetes-validate in strict mode (unknown
+fields are errors) against the newest Kubernetes version it knows. The one exception is
+the prometheus-operator ServiceMonitor: a CRD has no schema in kubernetes-validate, so
+that kind alone skips schema validation and gets structural assertions here instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+helm = pytest.importorskip("helm_python")
+kv = pytest.importorskip("kubernetes_validate")
+
+from mcdns import config as mcdns_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "mcdns"
+RELEASE = "dns"
+NAMESPACE = "mcdns-system"
+KUBE_VERSION: str = kv.latest_version()
+CRD_KINDS = {"ServiceMonitor"}  # no schema in kubernetes-validate: checked by hand below
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "metrics": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    },
+    "fixed-ip": {"service": {"clusterIP": "10.96.0.53"}},
+    "resolver": {
+        "config": {
+            "role": "resolver",
+            "upstreams": ["10.0.0.10", "10.0.0.11:53"],
+            "allow": ["10.0.0.0/8"],
+            "cache_size": 5000,
+        },
+    },
+    "strict-ops": {
+        "podAntiAffinity": "hard",
+        "priorityClassName": "system-cluster-critical",
+        "podDisruptionBudget": {"enabled": False},
+        "serviceAccount": {"create": False, "name": "existing"},
+        "metrics": {"enabled": False},
+        "topologySpread": {"enabled": False},
+        "config": {"policy": "import-first", "cluster_id": "east", "ttl": 10},
+    },
+}
+
+RBAC_RULES = {
+    ("", "services"),
+    ("", "namespaces"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("multicluster.x-k8s.io", "serviceimports"),
+    ("about.k8s.io", "clusterproperties"),
+}
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[Any]:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Any, values: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+    return out
+
+
+def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    """Every Kubernetes object of a render (NOTES.txt and empty templates left out)."""
+    found: list[dict[str, Any]] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        found.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return found
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def notes(rendered: dict[str, str]) -> str:
+    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lint_strict(name: str) -> None:
+    report: dict[str, Any] = helm.lint(
+        CHART, VALUE_SETS[name], strict=True, namespace=NAMESPACE, kube_version=KUBE_VERSION
+    )
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    # Severity 1 is "info" (only "icon is recommended"); warnings and errors fail.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_render_validates_strict(chart: Any, name: str) -> None:
+    objs = objects(render(chart, VALUE_SETS[name]))
+    kinds = {o["kind"] for o in objs}
+    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+    for obj in objs:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        kv.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_default_renders_every_object(chart: Any) -> None:
+    kinds = sorted(o["kind"] for o in objects(render(chart, {})))
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_clusterrole_is_read_only_on_five_resources(chart: Any, name: str) -> None:
+    role = one(objects(render(chart, VALUE_SETS[name])), "ClusterRole")
+    granted: set[tuple[str, str]] = set()
+    for rule in role["rules"]:
+        assert sorted(rule["verbs"]) == ["get", "list", "watch"]
+        assert set(rule) == {"apiGroups", "resources", "verbs"}
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                assert (group, resource) not in granted, "granted twice"
+                granted.add((group, resource))
+    assert granted == RBAC_RULES
+
+
+def test_binding_names_the_pods_service_account(chart: Any) -> None:
+    objs = objects(render(chart, {}))
+    binding = one(objs, "ClusterRoleBinding")
+    account = one(objs, "ServiceAccount")["metadata"]["name"]
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert binding["roleRef"]["name"] == one(objs, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+    ]
+    assert pod["serviceAccountName"] == account
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_pod_security(chart: Any, name: str) -> None:
+    pod = one(objects(render(chart, VALUE_SETS[name])), "Deployment")["spec"]["template"]["spec"]
+    assert pod["dnsPolicy"] == "Default"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] != 0
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in sc and "hostNetwork" not in pod
+
+
+def test_deployment_shape(chart: Any) -> None:
+    deploy = one(objects(render(chart, {})), "Deployment")
+    spec = deploy["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] == 2
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in container["ports"]}
+    assert ports == {"dns": (5353, "UDP"), "dns-tcp": (5353, "TCP"), "http": (9153, "TCP")}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["args"] == ["serve", "--config", "/etc/mcdns/mcdns.yaml"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/etc/mcdns"] == "config"
+
+
+def test_hard_anti_affinity_and_options(chart: Any) -> None:
+    objs = objects(render(chart, VALUE_SETS["strict-ops"]))
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["serviceAccountName"] == "existing"
+    assert "topologySpreadConstraints" not in pod
+    assert not by_kind(objs, "PodDisruptionBudget")
+    assert not by_kind(objs, "ServiceAccount")
+    ports = one(objs, "Service")["spec"]["ports"]
+    assert [p["name"] for p in ports] == ["dns", "dns-tcp"]
+
+
+def test_pdb_keeps_one_pod_up(chart: Any) -> None:
+    objs = objects(render(chart, {}))
+    pdb = one(objs, "PodDisruptionBudget")
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_service_maps_53_to_5353(chart: Any) -> None:
+    objs = objects(render(chart, {}))
+    svc = one(objs, "Service")["spec"]
+    ports = {(p["name"], p["port"], p["protocol"], p["targetPort"]) for p in svc["ports"]}
+    assert ports == {
+        ("dns", 53, "UDP", "dns"),
+        ("dns-tcp", 53, "TCP", "dns-tcp"),
+        ("metrics", 9153, "TCP", "http"),
+    }
+    assert "clusterIP" not in svc
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert svc["selector"].items() <= pod_labels.items()
+
+
+def test_fixed_cluster_ip_reaches_service_and_notes(chart: Any) -> None:
+    rendered = render(chart, VALUE_SETS["fixed-ip"])
+    assert one(objects(rendered), "Service")["spec"]["clusterIP"] == "10.96.0.53"
+    text = notes(rendered)
+    assert "forward . 10.96.0.53:53 {" in text
+    assert "MCDNS_IP" not in text
+
+
+def test_notes_print_corefile_snippet(chart: Any) -> None:
+    text = notes(render(chart, {}))
+    assert "cluster.local:53 clusterset.local:53 in-addr.arpa:53 ip6.arpa:53 {" in text
+    for option in ("health_check", "max_fails", "expire", "cache 5"):
+        assert option in text
+    # Without a fixed IP the snippet says where to get it.
+    assert "forward . MCDNS_IP:53 {" in text
+    assert f"get service {RELEASE}-mcdns" in text
+
+
+def test_service_monitor(chart: Any) -> None:
+    objs = objects(render(chart, VALUE_SETS["metrics"]))
+    monitor = one(objs, "ServiceMonitor")
+    svc = one(objs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert not by_kind(objects(render(chart, {})), "ServiceMonitor")
+
+
+def config_text(chart: Any, values: dict[str, Any]) -> str:
+    text: str = one(objects(render(chart, values)), "ConfigMap")["data"]["mcdns.yaml"]
+    return text
+
+
+def mcdns_cli() -> str | None:
+    """The installed ``mcdns`` script, once the CLI module exists."""
+    if importlib.util.find_spec("mcdns.cli") is None:
+        return None
+    return shutil.which("mcdns", path=str(Path(sys.executable).parent))
+
+
+def check_config(path: Path) -> None:
+    """Validate with mcdns's own ``check-config`` (the config loader until it exists)."""
+    cli = mcdns_cli()
+    if cli is None:
+        mcdns_config.load(path)
+        return
+    done = subprocess.run(
+        [cli, "check-config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_configmap_passes_check_config(chart: Any, name: str, tmp_path: Path) -> None:
+    text = config_text(chart, VALUE_SETS[name])
+    path = tmp_path / "mcdns.yaml"
+    path.write_text(text, encoding="utf-8")
+    check_config(path)
+    cfg = mcdns_config.load(path)
+    assert [str(a) for a in cfg.listen] == ["0.0.0.0:5353"]
+    assert str(cfg.http) == "0.0.0.0:9153"
+    assert cfg.role == VALUE_SETS[name].get("config", {}).get("role", "stub")
+
+
+def test_check_config_rejects_a_bad_file(tmp_path: Path) -> None:
+    """The validation step above can fail: a wrong value is refused."""
+    path = tmp_path / "mcdns.yaml"
+    path.write_text("ttl: 99999\n", encoding="utf-8")
+    with pytest.raises((mcdns_config.ConfigError, AssertionError)):
+        check_config(path)
+
+
+def checksum(chart: Any, values: dict[str, Any]) -> str:
+    deploy = one(objects(render(chart, values)), "Deployment")
+    value: str = deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    return value
+
+
+def test_checksum_follows_config(chart: Any) -> None:
+    base = checksum(chart, {})
+    assert re.fullmatch(r"[0-9a-f]{64}", base)
+    assert checksum(chart, {"config": {"ttl": 30}}) != base
+    assert checksum(chart, {"containerPorts": {"dns": 5300, "http": 9153}}) != base
+    # Values outside the config do not roll the pods.
+    assert checksum(chart, {"replicaCount": 3}) == base
+
+
+def test_schema_rejects_unknown_config_key(chart: Any) -> None:
+    with pytest.raises(helm.HelmError):
+        render(chart, {"config": {"ttll": 5}})
+    with pytest.raises(helm.HelmError):
+        render(chart, {"config": {"ttl": 99999}})
+
+
+def test_schema_covers_every_config_key() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    props = set(schema["properties"]["config"]["properties"])
+    # listen and http are the chart's (from containerPorts), not the user's.
+    assert props == set(mcdns_config.KEYS) - {"listen", "http"}
+
+
+def test_defaults_are_valid_config_values(chart: Any) -> None:
+    mcdns_config.build(chart.values["config"])
+
+
+def test_values_yaml_comments_every_key() -> None:
+    """Every key in values.yaml has a comment line right above it."""
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    missing: list[str] = []
+    previous = ""
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if re.match(r"^[A-Za-z_][\w./-]*:", stripped) and not previous.startswith("#"):
+            missing.append(stripped)
+        previous = stripped
+    assert missing == []
