@@ -1,0 +1,167 @@
+"""The resolver role's forwarding engine: cache first, upstreams on a miss.
+
+The DNS handler calls ``answer()`` for every name outside mcdns's zones. A cache hit is
+answered synchronously with patched bytes (see ``cache``); a miss returns a coroutine
+that forwards, so the handler awaits only when it must. Concurrent identical misses
+share one upstream exchange. Upstreams are tried in order, a failed one moves to the
+back for ``PENALTY`` seconds; when all fail, an expired answer still inside its
+serve-stale window is served (RFC 8767), else SERVFAIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from mcdns.config import Config, ConfigError
+from mcdns.resolver import wire
+from mcdns.resolver.access import AccessList
+from mcdns.resolver.cache import AnswerCache, Entry, make_entry
+from mcdns.resolver.upstream import (
+    PENALTY,
+    Upstream,
+    UpstreamError,
+    choose_upstreams,
+    exchange,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 2048
+"""Distinct questions forwarded at once; beyond this, new misses are dropped."""
+_OK_RCODES = (wire.RCODE_NOERROR, wire.RCODE_NXDOMAIN)
+
+
+class Resolver:
+    """Forwarding cache for the resolver role. Counters are plain attributes."""
+
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.upstreams = [Upstream(hp) for hp in choose_upstreams(cfg)]
+        if not self.upstreams:
+            where = "upstreams" if cfg.upstreams else "resolv_conf"
+            raise ConfigError(where, "no usable upstream server (mcdns itself is skipped)")
+        self._clock = clock
+        self._access = AccessList(cfg)
+        self.cache = AnswerCache(max(cfg.cache_size, 1), clock)
+        self._ttl_range = (cfg.cache_min_ttl, cfg.cache_max_ttl)
+        self._opts = (
+            wire.opt_record(cfg.max_udp_size, False),
+            wire.opt_record(cfg.max_udp_size, True),
+        )
+        self._inflight: dict[bytes, asyncio.Task[Entry | None]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.stale_served = 0
+        self.coalesced = 0
+        self.dropped = 0
+        self.servfails = 0
+
+    @property
+    def entries(self) -> int:
+        return len(self.cache)
+
+    @property
+    def evictions(self) -> int:
+        return self.cache.evictions
+
+    def allowed(self, peer_ip: str) -> bool:
+        """Whether ``peer_ip`` may use the resolver (else the handler answers REFUSED)."""
+        return self._access.allowed(peer_ip)
+
+    def answer(self, wire_q: bytes, qkey: bytes, tcp: bool) -> bytes | Awaitable[bytes | None]:
+        """The reply to client query ``wire_q`` now (cache hit), or an awaitable of it."""
+        qend = 12 + len(qkey)
+        payload, do = wire.client_edns(wire_q, qend)
+        key = qkey + b"\x80" if do else qkey
+        entry = self.cache.get(key)
+        if entry is not None:
+            now = self._clock()
+            if now < entry.expires:
+                self.hits += 1
+                return entry.render(wire_q, qend, now, payload, tcp, self.cfg.max_udp_size)
+        self.misses += 1
+        return self._resolve(wire_q, qend, qkey, key, payload, do, tcp)
+
+    async def _resolve(
+        self, query: bytes, qend: int, qkey: bytes, key: bytes, payload: int, do: bool, tcp: bool
+    ) -> bytes | None:
+        task = self._inflight.get(key)
+        if task is None:
+            if len(self._inflight) >= MAX_INFLIGHT:
+                self.dropped += 1
+                return None
+            task = asyncio.ensure_future(self._fetch(qkey, key, do))
+            self._inflight[key] = task
+            task.add_done_callback(partial(self._forget, key))
+        else:
+            self.coalesced += 1
+        entry = await asyncio.shield(task)
+        max_udp = self.cfg.max_udp_size
+        if entry is not None:
+            return entry.render(query, qend, self._clock(), payload, tcp, max_udp)
+        stale = self._stale(key)
+        if stale is not None:
+            self.stale_served += 1
+            return stale.render_stale(query, qend, payload, tcp, max_udp)
+        self.servfails += 1
+        opt = self._opts[do] if payload else b""
+        return wire.short_reply(query, qend, wire.RCODE_SERVFAIL, opt, tc=False)
+
+    def _forget(self, key: bytes, task: asyncio.Task[Entry | None]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+
+    def _stale(self, key: bytes) -> Entry | None:
+        entry = self.cache.get(key)
+        if entry is not None and self._clock() < entry.stale_until:
+            return entry
+        return None
+
+    async def _fetch(self, qkey: bytes, key: bytes, do: bool) -> Entry | None:
+        """Ask the upstreams in turn; cache and return the first usable reply (None: none)."""
+        qend = 12 + len(qkey)
+        for up in self._order():
+            try:
+                reply = await exchange(up, qkey, do, self.cfg.upstream_timeout)
+                entry, cacheable = make_entry(
+                    reply,
+                    qend,
+                    self._opts[do],
+                    self._clock(),
+                    self._ttl_range,
+                    self.cfg.serve_stale,
+                )
+            except (UpstreamError, wire.WireError) as e:
+                log.debug("upstream failed: %s", e)
+                self._penalise(up)
+                continue
+            if entry.rcode not in _OK_RCODES:
+                up.stats.errors += 1
+                self._penalise(up)
+                continue
+            up.failed_until = 0.0
+            if cacheable and self.cfg.cache_size > 0:
+                self.cache[key] = entry
+            return entry
+        return None
+
+    def _order(self) -> list[Upstream]:
+        """Healthy upstreams in configured order, then the penalised ones."""
+        now = time.monotonic()
+        healthy = [up for up in self.upstreams if up.failed_until <= now]
+        return healthy + [up for up in self.upstreams if up.failed_until > now]
+
+    def _penalise(self, up: Upstream) -> None:
+        up.failed_until = time.monotonic() + PENALTY
+
+    async def close(self) -> None:
+        """Cancel forwarding in progress."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
