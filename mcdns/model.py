@@ -8,10 +8,10 @@ nothing DNS-visible compares equal and recompiles nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """The object kinds mcdns keeps."""
 
     SERVICE = "Service"

@@ -114,7 +114,8 @@ def _annotation_policy(meta: Mapping[str, Any]) -> tuple[str | None, int | None]
         try:
             min_ready = int(str(raw))
         except ValueError:
-            raise ReduceError(f"annotation {MIN_READY_ANNOTATION}={raw!r} is not an integer") from None
+            raise ReduceError(
+                f"annotation {MIN_READY_ANNOTATION}={raw!r} is not an integer") from None
         if not 0 <= min_ready <= 1_000_000:
             raise ReduceError(f"annotation {MIN_READY_ANNOTATION}={raw!r} is out of range")
     return policy, min_ready

@@ -1,0 +1,102 @@
+"""The compiler: store changes in, recompiled answers out.
+
+Subscribed to the store, it recompiles exactly the services a commit touched (decision,
+records, table), so the query path only ever looks answers up. It also keeps each
+service's latest decision, which the explain record and the metrics read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from mcdns.answers import records
+from mcdns.answers.health import Decision, decide
+from mcdns.answers.table import AnswerTable
+from mcdns.config import Config
+from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
+from mcdns.model import Key
+from mcdns.state.store import Changes, Store
+
+log = logging.getLogger("mcdns.answers")
+
+CLUSTER_DNS_VERSION = "1.1.0"
+CLUSTERSET_DNS_VERSION = "1.0.0"
+
+DecisionListener = Callable[[Decision | None, Decision | None], None]
+
+
+class Compiler:
+    """Keeps ``table`` equal to what the store's data says, one commit at a time."""
+
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
+        self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl)
+        self.decisions: dict[Key, Decision] = {}
+        self.listeners: list[DecisionListener] = []
+        self.last_compile_seconds = 0.0
+        self.table.set_txt(("static", "cluster"), f"dns-version.{cfg.zone}.",
+                           CLUSTER_DNS_VERSION)
+        self.table.set_txt(("static", "clusterset"), f"dns-version.{cfg.clusterset_zone}.",
+                           CLUSTERSET_DNS_VERSION)
+        self._namespaces()
+        self.table.flush()
+        store.subscribe(self.apply)
+
+    @property
+    def cluster_id(self) -> str:
+        return self.cfg.cluster_id or self.store.cluster_properties.get(CLUSTER_ID_PROPERTY, "")
+
+    def apply(self, changes: Changes) -> None:
+        start = time.perf_counter()
+        for key in sorted(changes.services):
+            self.compile_service(key)
+        if changes.namespaces:
+            self._namespaces()
+        self.table.flush()
+        self.last_compile_seconds = time.perf_counter() - start
+
+    def recompile_all(self) -> None:
+        """Rebuild every service (used when the config changes)."""
+        for key in sorted(self.store.all_service_keys() | set(self.decisions)):
+            self.compile_service(key)
+        self._namespaces()
+        self.table.flush()
+
+    def compile_service(self, key: Key) -> None:
+        ns, name = key
+        st = self.store
+        old = self.decisions.get(key)
+        if key not in st.services and key not in st.imports:
+            self.decisions.pop(key, None)
+            self.table.set_owner(("svc", ns, name), {})
+            if old is not None:
+                self._notify(old, None)
+            return
+        d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
+        self.decisions[key] = d
+        local_slices = st.slices_of(ns, name) if d.service is not None else []
+        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, local_slices))
+        if old is None or old.choice != d.choice or old.degraded != d.degraded:
+            self._notify(old, d)
+
+    def _notify(self, old: Decision | None, new: Decision | None) -> None:
+        for fn in self.listeners:
+            fn(old, new)
+
+    def _namespaces(self) -> None:
+        z = self.cfg.zone
+        names = [f"svc.{z}."]
+        if self.cfg.pods != "disabled":
+            names.append(f"pod.{z}.")
+        for ns in self.store.namespaces:
+            names.append(f"{ns}.svc.{z}.")
+            if self.cfg.pods != "disabled":
+                names.append(f"{ns}.pod.{z}.")
+        names.append(f"svc.{self.cfg.clusterset_zone}.")
+        names += [f"{ns}.svc.{self.cfg.clusterset_zone}."
+                  for ns in {k[0] for k in self.store.imports}]
+        self.table.set_bare_names("namespaces", names)

@@ -1,0 +1,73 @@
+"""The explain record: why a name answers what it answers (``dig NAME CH TXT``).
+
+Built on demand (a debugging query, not the hot path) from the compiler's latest decision
+and the store's sync state, as short ``key=value`` strings that read well in dig.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mcdns.answers.compiler import Compiler
+from mcdns.answers.health import Decision
+from mcdns.answers.records import import_ips
+
+
+def _service_key(labels: list[str], zone: str) -> tuple[str, str] | None:
+    """(ns, svc) of ``...<svc>.<ns>.svc.<zone>`` names, else None."""
+    zl = zone.split(".")
+    if len(labels) < len(zl) + 3 or labels[-len(zl):] != zl or labels[-len(zl) - 1] != "svc":
+        return None
+    rest = labels[: -len(zl) - 1]
+    return rest[-1], rest[-2]
+
+
+def explain(compiler: Compiler, qname: str) -> list[str]:
+    """TXT strings explaining the answer for ``qname`` (any name in a served zone)."""
+    cfg = compiler.cfg
+    labels = qname.lower().rstrip(".").split(".")
+    key = _service_key(labels, cfg.zone) or _service_key(labels, cfg.clusterset_zone)
+    out = [f"name={qname.rstrip('.')}."]
+    if key is None:
+        out.append("kind=not a service name (zone apex, namespace, pod or other record)")
+    else:
+        d = compiler.decisions.get(key)
+        if d is None:
+            out.append(f"service={key[0]}/{key[1]} not found: no Service and no ServiceImport")
+        else:
+            out += _decision(d)
+    out += _state(compiler)
+    return [s[i:i + 255] for s in out for i in range(0, len(s), 255)]
+
+
+def _decision(d: Decision) -> list[str]:
+    out = [f"service={d.namespace}/{d.name} policy={d.policy} min_ready={d.min_ready}",
+           f"decision={d.choice} degraded={str(d.degraded).lower()}",
+           f"reason={d.reason}"]
+    if d.service is None:
+        out.append("local=absent")
+    else:
+        s = d.service
+        ips = ",".join(s.cluster_ips) or s.external_name or "-"
+        out.append(f"local=present type={s.type} ips={ips} ready={d.local_ready} "
+                   f"slices={len(d.local_slices)}")
+    if d.imp is None:
+        out.append("import=absent")
+    else:
+        by_cluster = ",".join(f"{c}:{n}" for c, n in d.remote.ready_by_cluster) or "unknown"
+        derived = " via derived-" + d.name if not d.imp.ips and d.derived else ""
+        out.append(f"import=present type={d.imp.type} ips={','.join(import_ips(d)) or '-'}"
+                   f"{derived} ready_by_cluster={by_cluster}")
+    return out
+
+
+def _state(compiler: Compiler) -> list[str]:
+    store = compiler.store
+    now = time.time()
+    age = f"{now - store.last_change:.1f}s" if store.last_change else "never"
+    contact = f"{now - store.last_contact:.1f}s" if store.last_contact else "never"
+    pending = ",".join(k for k, v in store.synced_sources.items() if not v) or "none"
+    return [f"ttl={compiler.cfg.ttl} generation={store.generation} "
+            f"cluster_id={compiler.cluster_id or '-'}",
+            f"synced={str(store.synced).lower()} unsynced={pending} "
+            f"last_change_age={age} last_contact_age={contact}"]

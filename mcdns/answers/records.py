@@ -1,0 +1,186 @@
+"""Turn one service's decision into DNS records: every name it owns, in both zones.
+
+The output is plain data (name -> type -> rdata list), built when the data changes, never
+per query. ``table.AnswerTable`` turns it into pre-encoded answers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass
+
+from dnslib import AAAA, CNAME, PTR, QTYPE, RD, SRV, A
+
+from mcdns.answers.health import IMPORT, LOCAL, Decision
+from mcdns.model import Endpoint, EndpointSlice, Port
+
+Records = dict[str, dict[int, list[RD]]]
+"""Lower-case absolute name (trailing dot) -> qtype -> rdata."""
+
+T_A, T_AAAA, T_CNAME, T_SRV, T_PTR = QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR
+
+
+@dataclass(frozen=True, slots=True)
+class Zones:
+    """The zone names records are built in (lower case, no trailing dot)."""
+
+    cluster: str
+    clusterset: str
+
+
+class RecordSet:
+    """Records being collected for one owner, with helpers for the common shapes."""
+
+    def __init__(self) -> None:
+        self.data: Records = defaultdict(lambda: defaultdict(list))
+
+    def add(self, name: str, qtype: int, rd: RD) -> None:
+        rds = self.data[name][qtype]
+        if rd not in rds:
+            rds.append(rd)
+
+    def address(self, name: str, ip: str, ptr: bool = True) -> None:
+        addr = ipaddress.ip_address(ip)
+        if addr.version == 4:
+            self.add(name, T_A, A(ip))
+        else:
+            self.add(name, T_AAAA, AAAA(ip))
+        if ptr:
+            self.add(addr.reverse_pointer + ".", T_PTR, PTR(name))
+
+    def srv(self, name: str, port: int, target: str) -> None:
+        self.add(name, T_SRV, SRV(0, 0, port, target))  # weight set in finish()
+
+    def finish(self) -> Records:
+        """CoreDNS's SRV weights: 100/n per name (n records of priority 0), at least 1."""
+        out: Records = {}
+        for name, types in self.data.items():
+            if T_SRV in types:
+                srvs = types[T_SRV]
+                weight = max(1, 100 // len(srvs))
+                types[T_SRV] = [SRV(0, weight, s.port, s.target) for s in srvs]
+            out[name] = dict(types)
+        return out
+
+
+def dashed(ip: str) -> str:
+    """Endpoint name from an IP, as CoreDNS makes it (1.2.3.4 -> 1-2-3-4, :: -> -)."""
+    return ip.replace(".", "-").replace(":", "-")
+
+
+def endpoint_label(ep: Endpoint, ip: str) -> str:
+    return (ep.hostname or dashed(ip)).lower()
+
+
+def _proto(p: Port) -> str:
+    return "_" + p.protocol.lower()
+
+
+def _ready(slices: tuple[EndpointSlice, ...] | list[EndpointSlice]
+           ) -> list[tuple[EndpointSlice, Endpoint, str]]:
+    return [(s, e, ip) for s in slices if s.address_type != "FQDN"
+            for e in s.endpoints if e.ready for ip in e.addresses]
+
+
+def build(d: Decision, zones: Zones, all_local_slices: list[EndpointSlice]) -> Records:
+    """All records of service ``d.namespace/d.name`` in both zones."""
+    rs = RecordSet()
+    base = f"{d.name}.{d.namespace}.svc.{zones.cluster}.".lower()
+    svc = d.service
+    # Endpoint names of the local Service exist whatever the decision (CoreDNS serves
+    # <ep>.<svc>.<ns>.svc for every Service with ready endpoints).
+    if svc is not None and svc.type != "ExternalName":
+        for _s, ep, ip in _ready(all_local_slices):
+            rs.address(f"{endpoint_label(ep, ip)}.{base}", ip)
+    if d.choice == LOCAL and svc is not None:
+        _local(rs, d, base, all_local_slices)
+    elif d.choice == IMPORT:
+        _import_cluster_zone(rs, d, base, zones)
+    if d.imp is not None:
+        _clusterset(rs, d, zones)
+    return rs.finish()
+
+
+def _local(rs: RecordSet, d: Decision, base: str, slices: list[EndpointSlice]) -> None:
+    svc = d.service
+    assert svc is not None
+    if svc.type == "ExternalName":
+        rs.add(base, T_CNAME, CNAME(svc.external_name + "."))
+        return
+    if svc.type == "ClusterIP":
+        _cluster_ip(rs, base, svc.cluster_ips, svc.ports)
+        return
+    for s, ep, ip in _ready(slices):  # headless
+        rs.address(base, ip, ptr=False)
+        target = f"{endpoint_label(ep, ip)}.{base}"
+        for p in s.ports:
+            rs.srv(base, p.port, target)
+            if p.name:
+                rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, target)
+
+
+def _cluster_ip(rs: RecordSet, base: str, ips: tuple[str, ...], ports: tuple[Port, ...]) -> None:
+    for ip in ips:
+        rs.address(base, ip)
+    if not ips:
+        return
+    for p in ports:
+        rs.srv(base, p.port, base)
+        if p.name:
+            rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
+
+
+def import_ips(d: Decision) -> tuple[str, ...]:
+    """The import's IPs, else the ClusterIP of Karmada's derived- Service."""
+    if d.imp is None:
+        return ()
+    if d.imp.ips:
+        return d.imp.ips
+    if d.derived is not None and d.derived.type == "ClusterIP":
+        return d.derived.cluster_ips
+    return ()
+
+
+def _import_cluster_zone(rs: RecordSet, d: Decision, base: str, zones: Zones) -> None:
+    imp = d.imp
+    assert imp is not None
+    if imp.type == "ClusterSetIP":
+        ips = import_ips(d)
+        for ip in ips:
+            rs.address(base, ip, ptr=False)
+        if ips:
+            for p in imp.ports:
+                rs.srv(base, p.port, base)
+                if p.name:
+                    rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
+        return
+    cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
+    for s, ep, ip in _ready(d.remote.slices):
+        rs.address(base, ip, ptr=False)
+        if s.cluster:
+            target = f"{endpoint_label(ep, ip)}.{s.cluster.lower()}.{cbase}"
+            for p in s.ports:
+                rs.srv(base, p.port, target)
+                if p.name:
+                    rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, target)
+
+
+def _clusterset(rs: RecordSet, d: Decision, zones: Zones) -> None:
+    """MCS DNS specification records for the import (SPEC §6)."""
+    imp = d.imp
+    assert imp is not None
+    cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
+    if imp.type == "ClusterSetIP":
+        _cluster_ip(rs, cbase, import_ips(d), imp.ports)
+        return
+    for s, ep, ip in _ready(d.remote.slices):
+        rs.address(cbase, ip, ptr=False)
+        if not s.cluster:
+            continue
+        target = f"{endpoint_label(ep, ip)}.{s.cluster.lower()}.{cbase}"
+        rs.address(target, ip)
+        for p in s.ports:
+            rs.srv(cbase, p.port, target)
+            if p.name:
+                rs.srv(f"_{p.name.lower()}.{_proto(p)}.{cbase}", p.port, target)

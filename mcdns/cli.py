@@ -1,0 +1,116 @@
+"""Command line: ``mcdns serve``, ``mcdns check-config``, ``mcdns --version``.
+
+Flags map one to one onto config keys and override the file. Every user error (config,
+state file) ends here as one line naming the key or object and the problem, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from mcdns import __version__
+from mcdns.config import POLICIES, ROLES, Config, ConfigError, load
+from mcdns.logs import setup_logging
+from mcdns.state.statefile import StateError, read_objects, reduce_all
+
+EXIT_USAGE = 2
+
+# flag -> (config key, repeatable)
+FLAGS: dict[str, tuple[str, bool]] = {
+    "--listen": ("listen", True),
+    "--state": ("state", False),
+    "--kubeconfig": ("kubeconfig", False),
+    "--namespace": ("namespaces", True),
+    "--zone": ("zone", False),
+    "--clusterset-zone": ("clusterset_zone", False),
+    "--cluster-id": ("cluster_id", False),
+    "--policy": ("policy", False),
+    "--ttl": ("ttl", False),
+    "--role": ("role", False),
+    "--upstream": ("upstreams", True),
+    "--resolv-conf": ("resolv_conf", False),
+    "--http": ("http", False),
+    "--log-format": ("log_format", False),
+    "--log-level": ("log_level", False),
+    "--workers": ("workers", False),
+}
+INT_KEYS = {"ttl", "workers"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcdns", description="Multi-cluster DNS for Kubernetes "
+                                "with health-aware fallback.")
+    p.add_argument("--version", action="version", version=f"mcdns {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the DNS server")
+    s.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
+    for flag, (key, many) in FLAGS.items():
+        kw: dict[str, Any] = {"dest": key, "default": None}
+        if many:
+            kw["action"] = "append"
+        if key == "policy":
+            kw["choices"] = POLICIES
+        if key == "role":
+            kw["choices"] = ROLES
+        if key in INT_KEYS:
+            kw["type"] = int
+        s.add_argument(flag, **kw)
+    s.add_argument("--query-log", dest="query_log", action="store_true", default=None,
+                   help="log queries (sampled)")
+    c = sub.add_parser("check-config", help="validate a config file and exit")
+    c.add_argument("file")
+    c.add_argument("--state", help="also validate this state file")
+    return p
+
+
+def overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    keys = [k for k, _ in FLAGS.values()] + ["query_log"]
+    return {k: getattr(ns, k) for k in keys if getattr(ns, k, None) is not None}
+
+
+def check_state(path: str) -> int:
+    """Validate a state file strictly; returns the number of objects kept."""
+    by_kind = reduce_all(read_objects(path), strict=True)
+    return sum(len(v) for v in by_kind.values())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            cfg = load(args.file)
+            msg = f"{args.file}: ok"
+            state = args.state or cfg.state
+            if state:
+                msg += f"; state {state}: {check_state(state)} objects ok"
+            print(msg)
+            return 0
+        cfg = load(args.config, overrides(args))
+        setup_logging(cfg.log_format, cfg.log_level)
+        return run(cfg)
+    except (ConfigError, StateError) as e:
+        print(f"mcdns: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run(cfg: Config) -> int:
+    from mcdns.app import serve
+
+    try:
+        import uvloop
+
+        return uvloop.run(serve(cfg))
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(serve(cfg))
+    except KeyboardInterrupt:  # pragma: no cover
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig()
+    sys.exit(main())

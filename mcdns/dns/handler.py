@@ -1,0 +1,222 @@
+"""One entry point from bytes to bytes: ``Handler.handle(wire, peer, tcp)``.
+
+Shared by UDP and TCP (and the fuzz harness). The first lines are the hot path: a
+well-formed query for a compiled name is answered by gluing the stored body behind the
+client's header and question, no parsing beyond finding the end of the name. Everything
+else goes through ``wire.parse`` and the complete, slower path: negative answers, pods,
+CNAMEs, chaos TXT, forwarding, and errors (short packet: drop; unparsable: FORMERR;
+exception while answering: SERVFAIL).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Awaitable
+from typing import Protocol
+
+from mcdns import __version__
+from mcdns.answers.compiler import Compiler
+from mcdns.answers.explain import explain
+from mcdns.answers.table import Entry, Zone
+from mcdns.config import Config
+from mcdns.dns import wire as w
+
+log = logging.getLogger("mcdns.dns")
+
+CLASS_IN, CLASS_CH, CLASS_ANY = 1, 3, 255
+T_A, T_AAAA, T_TXT, T_ANY, T_AXFR, T_IXFR = 1, 28, 16, 255, 252, 251
+CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
+CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
+
+Response = bytes | None | Awaitable[bytes | None]
+
+
+class Forwarder(Protocol):
+    """The resolver role's engine (mcdns.resolver) as the handler sees it."""
+
+    def allowed(self, peer_ip: str) -> bool: ...
+
+    def answer(self, wire: bytes, qkey: bytes, tcp: bool) -> bytes | Awaitable[bytes | None]: ...
+
+
+class Handler:
+    """Answers DNS messages from the compiled table; see the module docstring."""
+
+    def __init__(self, cfg: Config, compiler: Compiler, forwarder: Forwarder | None = None
+                 ) -> None:
+        self.cfg = cfg
+        self.compiler = compiler
+        self.table = compiler.table
+        self.store = compiler.store
+        self.forwarder = forwarder
+        self.ra = forwarder is not None
+        self.max_udp = cfg.max_udp_size
+        self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
+        self._pod_zone = _name_wire_suffix("pod." + cfg.zone) if cfg.pods == "insecure" else None
+        self._hostname = socket.gethostname().encode()[:255]
+        self.answered = 0
+
+    # ---- the hot path ------------------------------------------------------------------
+
+    def handle(self, wire: bytes, peer: str, tcp: bool) -> Response:
+        """Answer one message; None means drop it."""
+        n = len(wire)
+        if n < 12:
+            return None
+        fwd = self.forwarder
+        if (wire[2] & 0xF8) == 0 and (fwd is None or fwd.allowed(peer)):
+            counts = wire[4:12]
+            if counts == w.COUNTS_Q1:
+                qend = wire.find(0, 12) + 1
+                if qend and qend + 4 == n:
+                    e = self.table.entries.get(wire[12:qend].lower() + wire[qend:n])
+                    if e is not None and (tcp or e.size <= 512):
+                        return (wire[:2] + bytes((0x84 | (wire[2] & 1),
+                                                  (0x80 if self.ra else 0) | (wire[3] & 0x10)))
+                                + e.counts + wire[12:n] + e.body)
+            elif counts == w.COUNTS_Q1_OPT:
+                qend = wire.find(0, 12) + 1
+                # OPT right after the question: root owner, type 41, no options, version 0.
+                if (qend and qend + 15 == n and wire[qend + 4:qend + 7] == b"\x00\x00\x29"
+                        and wire[qend + 10] == 0 and wire[n - 2:] == b"\x00\x00"):
+                    e = self.table.entries.get(wire[12:qend].lower() + wire[qend:qend + 4])
+                    if e is not None:
+                        do = wire[qend + 11] & 0x80 != 0
+                        limit = 65535 if tcp else min(
+                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)
+                        if e.size + 11 <= limit:
+                            return (wire[:2] + bytes((0x84 | (wire[2] & 1),
+                                                      (0x80 if self.ra else 0) | (wire[3] & 0x10)))
+                                    + e.counts_edns + wire[12:qend + 4] + e.body + self._opt[do])
+        try:
+            return self._slow(wire, peer, tcp)
+        except Exception:
+            log.exception("error answering a query; SERVFAIL")
+            return w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
+
+    # ---- everything else ---------------------------------------------------------------
+
+    def _slow(self, wire: bytes, peer: str, tcp: bool) -> Response:
+        q = w.parse(wire)
+        if q is None:
+            return None
+        if q.error in (w.RCODE_FORMERR, w.RCODE_NOTIMP):
+            return w.header_only(wire, q.error, self.ra)
+        if q.error == w.RCODE_BADVERS:
+            return self._respond(q, tcp, w.RCODE_NOERROR, b"\x00" * 6, b"", ext_rcode=1)
+        if self.forwarder is not None and not self.forwarder.allowed(peer):
+            return self._refused(q, tcp)
+        if q.qclass == CLASS_CH:
+            return self._chaos(q, tcp)
+        zone = self.table.zone_of(q.name) if q.qclass in (CLASS_IN, CLASS_ANY) else None
+        if zone is None:
+            if self.forwarder is not None and q.qclass == CLASS_IN:
+                return self.forwarder.answer(wire, q.key, tcp)
+            return self._refused(q, tcp)
+        if q.qtype in (T_AXFR, T_IXFR):
+            return self._refused(q, tcp)
+        key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
+        entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
+        if entry is not None:
+            return self._entry(q, tcp, entry)
+        if self._pod_zone is not None and q.name.endswith(self._pod_zone):
+            pod = self._pod(q, tcp, zone)
+            if pod is not None:
+                return pod
+        exists = q.name in self.table.exists
+        if not exists and not self.store.synced:
+            return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
+        if (not exists and self.forwarder is not None and zone.name.endswith("arpa")):
+            return self.forwarder.answer(wire, q.key, tcp)
+        return self._negative(q, tcp, zone, w.RCODE_NOERROR if exists else w.RCODE_NXDOMAIN)
+
+    def _respond(self, q: w.Query, tcp: bool, rcode: int, counts: bytes, body: bytes,
+                 aa: bool = True, ext_rcode: int = 0) -> bytes:
+        """Header + question + body (+ OPT), or the truncated form if it does not fit.
+
+        ``counts`` holds AN, NS, AR (6 bytes) without the OPT record.
+        """
+        wire = q.wire
+        opt = w.opt_record(self.max_udp, q.do, ext_rcode) if q.edns else b""
+        question = wire[12:q.qend]
+        size = 12 + len(question) + len(body) + len(opt)
+        if size > w.udp_limit(q, tcp, self.max_udp):
+            return (wire[:2] + w.flags(wire, rcode, aa, self.ra, tc=True)
+                    + struct.pack(">HHHH", 1, 0, 0, 1 if opt else 0) + question + opt)
+        an, ns, ar = struct.unpack(">HHH", counts)
+        return (wire[:2] + w.flags(wire, rcode, aa, self.ra)
+                + struct.pack(">HHHH", 1, an, ns, ar + (1 if opt else 0)) + question + body + opt)
+
+    def _entry(self, q: w.Query, tcp: bool, e: Entry) -> bytes:
+        return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
+
+    def _negative(self, q: w.Query, tcp: bool, zone: Zone, rcode: int) -> bytes:
+        return self._respond(q, tcp, rcode, b"\x00\x00\x00\x01\x00\x00", zone.negative)
+
+    def _refused(self, q: w.Query, tcp: bool) -> bytes:
+        return self._respond(q, tcp, w.RCODE_REFUSED, b"\x00" * 6, b"", aa=False)
+
+    def _pod(self, q: w.Query, tcp: bool, zone: Zone) -> bytes | None:
+        """``<a-b-c-d>.<ns>.pod.<zone>`` in ``pods insecure`` mode, built per query."""
+        name = q.name
+        first = name[1:1 + name[0]].decode("ascii", "replace")
+        rest = name[1 + name[0]:]
+        if len(rest) <= len(self._pod_zone or b""):
+            return None
+        ns = rest[1:1 + rest[0]].decode("ascii", "replace")
+        if len(rest) - 1 - rest[0] != len(self._pod_zone or b""):
+            return None  # more labels than <ip>.<ns>.pod.<zone>
+        if ns not in self.store.namespaces:
+            return None
+        ip = _undash(first)
+        if ip is None:
+            return None
+        want = T_A if ip.version == 4 else T_AAAA
+        if q.qtype not in (want, T_ANY):
+            return self._negative(q, tcp, zone, w.RCODE_NOERROR)
+        rdata = ip.packed
+        rr = struct.pack(">HHHIH", 0xC00C, want, CLASS_IN, self.cfg.ttl, len(rdata)) + rdata
+        return self._respond(q, tcp, w.RCODE_NOERROR, b"\x00\x01\x00\x00\x00\x00", rr)
+
+    def _chaos(self, q: w.Query, tcp: bool) -> bytes:
+        if q.qtype not in (T_TXT, T_ANY):
+            return self._refused(q, tcp)
+        if q.name in CHAOS_VERSION:
+            texts = [f"mcdns {__version__}".encode()]
+        elif q.name in CHAOS_ID:
+            texts = [self._hostname]
+        elif self.table.zone_of(q.name) is not None:
+            texts = [s.encode("utf-8", "replace")[:255]
+                     for s in explain(self.compiler, _to_text(q.name))]
+        else:
+            return self._refused(q, tcp)
+        body = b""
+        for t in texts:
+            rdata = bytes([len(t)]) + t
+            body += struct.pack(">HHHIH", 0xC00C, T_TXT, CLASS_CH, 0, len(rdata)) + rdata
+        return self._respond(q, tcp, w.RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
+
+
+def _to_text(name: bytes) -> str:
+    labels, i = [], 0
+    while name[i]:
+        labels.append(name[i + 1:i + 1 + name[i]].decode("ascii", "replace"))
+        i += name[i] + 1
+    return ".".join(labels) + "."
+
+
+def _name_wire_suffix(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+
+
+def _undash(label: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP of a pod name label (1-2-3-4 or an IPv6 with '-' for ':'), else None."""
+    try:
+        if label.count("-") == 3 and all(p.isdigit() for p in label.split("-")):
+            return ipaddress.IPv4Address(label.replace("-", "."))
+        return ipaddress.IPv6Address(label.replace("-", ":"))
+    except ValueError:
+        return None
