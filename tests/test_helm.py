@@ -357,3 +357,76 @@ def test_values_yaml_comments_every_key() -> None:
             missing.append(stripped)
         previous = stripped
     assert missing == []
+
+
+# The other two ways to deploy: the sidecar example and the CoreDNS Corefile.
+
+SIDECAR = ROOT / "config" / "sidecar" / "deployment.yaml"
+COREFILE = ROOT / "config" / "coredns" / "Corefile"
+
+
+def sidecar_objects() -> list[dict[str, Any]]:
+    text = SIDECAR.read_text(encoding="utf-8")
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def test_sidecar_manifests_validate_strict() -> None:
+    objs = sidecar_objects()
+    assert {o["kind"] for o in objs} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+    }
+    for obj in objs:
+        kv.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_sidecar_pod_resolves_through_mcdns(tmp_path: Path) -> None:
+    objs = sidecar_objects()
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["dnsPolicy"] == "None"
+    assert pod["dnsConfig"]["nameservers"] == ["127.0.0.1"]
+    assert pod["dnsConfig"]["searches"][1:] == ["svc.cluster.local", "cluster.local"]
+    assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
+    (sidecar,) = pod["initContainers"]
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["args"][:3] == ["serve", "--role", "resolver"]
+    assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    path = tmp_path / "mcdns.yaml"
+    path.write_text(one(objs, "ConfigMap")["data"]["mcdns.yaml"], encoding="utf-8")
+    check_config(path)
+    cfg = mcdns_config.load(path, {"role": "resolver"})
+    assert [str(a) for a in cfg.listen] == ["127.0.0.1:53"]
+    assert cfg.upstreams, "a sidecar cannot use the pod's resolv.conf (it names mcdns)"
+
+
+def test_sidecar_rbac_matches_chart(chart: Any) -> None:
+    chart_role = one(objects(render(chart, {})), "ClusterRole")
+    sidecar_role = one(sidecar_objects(), "ClusterRole")
+    assert sidecar_role["rules"] == chart_role["rules"]
+    binding = one(sidecar_objects(), "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == sidecar_role["metadata"]["name"]
+
+
+def corefile_block(text: str, head: str) -> str:
+    """The body of the server block whose first line starts with ``head``."""
+    start = text.index(head)
+    body = text[start : text.index("\n}\n", start)]
+    return re.sub(r"#.*", "", body)
+
+
+def test_corefile_forwards_mcdns_zones(chart: Any) -> None:
+    cfg = mcdns_config.build(chart.values["config"])
+    zones = [cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones]
+    head = " ".join(f"{z}:53" for z in zones) + " {"
+    block = corefile_block(COREFILE.read_text(encoding="utf-8"), head)
+    assert re.search(r"forward \. \d+\.\d+\.\d+\.\d+:53 \{", block)
+    for option in ("health_check", "max_fails", "expire"):
+        assert re.search(rf"^\s+{option} \S+$", block, re.M), option
+    caps = [int(n) for n in re.findall(r"^\s+(?:cache|success \d+|denial \d+) (\d+)", block, re.M)]
+    assert len(caps) == 3 and max(caps) <= cfg.ttl
+    # NOTES.txt prints the same server block.
+    assert head in notes(render(chart, {}))
