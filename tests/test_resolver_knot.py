@@ -1,0 +1,337 @@
+"""The resolver against a real upstream (Knot DNS on loopback) and real clients.
+
+Clients are dnspython and ``dig``, talking to the resolver through a small UDP/TCP front
+(tests/resolver_front.py) that calls ``Resolver.answer`` as the server's handler does.
+Cache expiry is driven by a fake clock, so nothing sleeps for a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import dns.asyncquery
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+from knot import MANY_COUNT, SOA_MINIMUM, WWW_TTL, ZONE, Knot, available
+from resolver_front import FakeClock, Front
+
+from mcdns.config import build
+from mcdns.resolver import Resolver
+
+pytestmark = [
+    pytest.mark.skipif(not available(), reason="knotd/knotc not installed"),
+    pytest.mark.timeout(60),
+]
+TEST_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def knot() -> Iterator[Knot]:
+    with Knot() as k:
+        yield k
+
+
+def resolver(*upstreams: str, clock: Callable[[], float] | None = None, **keys: Any) -> Resolver:
+    cfg = build({"role": "resolver", "upstreams": list(upstreams), **keys})
+    return Resolver(cfg, clock=clock) if clock else Resolver(cfg)
+
+
+def run(make: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            await make()
+
+    asyncio.run(bounded())
+
+
+async def ask(
+    front: Front, name: str, rdtype: str = "A", tcp: bool = False, edns: int = 0
+) -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype, use_edns=edns if edns else False)
+    if tcp:
+        return await dns.asyncquery.tcp(q, "127.0.0.1", port=front.port, timeout=10)
+    return await dns.asyncquery.udp(q, "127.0.0.1", port=front.port, timeout=10)
+
+
+def first_ttl(msg: dns.message.Message) -> int:
+    return int(msg.answer[0].ttl)
+
+
+def test_answer_comes_from_upstream_then_from_cache(knot: Knot) -> None:
+    clock = FakeClock()
+    res = resolver(knot.address, clock=clock)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            first = await ask(front, f"www.{ZONE}")
+            assert first.rcode() == dns.rcode.NOERROR
+            assert first_ttl(first) == WWW_TTL
+            assert {r.address for r in first.answer[0]} == {"192.0.2.1"}
+            before = knot.queries()
+            clock.advance(42.3)
+            again = await ask(front, f"WWW.{ZONE.upper()}")
+            assert first_ttl(again) == WWW_TTL - 42
+            assert again.question[0].name.to_text() == f"WWW.{ZONE.upper()}."
+            assert knot.queries() == before
+            assert res.hits == 1 and res.misses == 1 and res.entries == 1
+
+    run(go)
+
+
+def test_dig_gets_cached_answers_and_retries_big_ones_over_tcp(knot: Knot) -> None:
+    res = resolver(knot.address)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            base = ["dig", "@127.0.0.1", "-p", str(front.port), "+tries=1", "+time=5"]
+
+            async def dig(*args: str) -> str:
+                proc = await asyncio.create_subprocess_exec(
+                    *base, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                )
+                out, _ = await proc.communicate()
+                return out.decode()
+
+            assert (await dig("+short", f"alias.{ZONE}")).split() == [f"www.{ZONE}.", "192.0.2.1"]
+            assert (await dig("+short", f"alias.{ZONE}")).split() == [f"www.{ZONE}.", "192.0.2.1"]
+            assert res.hits == 1
+            text = await dig("+noedns", f"many.{ZONE}")
+            assert "status: NOERROR" in text and "Truncated, retrying in TCP mode" in text
+            assert text.count("198.51.100.") == MANY_COUNT
+            up = res.upstreams[0].stats
+            assert up.tcp_retries == 1  # Knot truncated 1232 bytes; the resolver asked over TCP
+
+    run(go)
+
+
+def test_nxdomain_is_cached_for_the_soa_minimum(knot: Knot) -> None:
+    clock = FakeClock()
+    res = resolver(knot.address, clock=clock)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            name = f"nothing-here.{ZONE}"
+            first = await ask(front, name)
+            assert first.rcode() == dns.rcode.NXDOMAIN
+            before = knot.queries()
+            clock.advance(SOA_MINIMUM - 0.5)
+            cached = await ask(front, name)
+            assert cached.rcode() == dns.rcode.NXDOMAIN
+            assert cached.authority[0].rdtype == dns.rdatatype.SOA
+            assert cached.authority[0].ttl == 1  # counted down from SOA_MINIMUM
+            assert knot.queries() == before
+            clock.advance(1.0)
+            expired = await ask(front, name)
+            assert expired.rcode() == dns.rcode.NXDOMAIN
+            assert knot.queries() == before + 1
+
+    run(go)
+
+
+def test_nodata_is_cached_too(knot: Knot) -> None:
+    clock = FakeClock()
+    res = resolver(knot.address, clock=clock)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            first = await ask(front, f"txt.{ZONE}", "AAAA")
+            assert first.rcode() == dns.rcode.NOERROR and not first.answer
+            before = knot.queries()
+            again = await ask(front, f"txt.{ZONE}", "AAAA")
+            assert not again.answer and again.authority[0].rdtype == dns.rdatatype.SOA
+            assert knot.queries() == before
+
+    run(go)
+
+
+def test_upstream_stopped_stale_answers_and_fast_servfail() -> None:
+    clock = FakeClock()
+    with Knot() as own:
+        res = resolver(own.address, clock=clock, upstream_timeout=0.5, serve_stale=600)
+
+        async def go() -> None:
+            async with Front(res) as front:
+                assert first_ttl(await ask(front, f"www.{ZONE}")) == WWW_TTL
+                own.stop()
+                clock.advance(WWW_TTL + 10)
+                stale = await ask(front, f"www.{ZONE}")
+                assert stale.rcode() == dns.rcode.NOERROR and first_ttl(stale) == 30
+                assert res.stale_served == 1
+                started = time.monotonic()
+                fail = await ask(front, f"short.{ZONE}")
+                assert fail.rcode() == dns.rcode.SERVFAIL
+                assert time.monotonic() - started < 0.5 + 0.5
+                clock.advance(600)  # past the serve-stale window
+                gone = await ask(front, f"www.{ZONE}")
+                assert gone.rcode() == dns.rcode.SERVFAIL
+                own.start()
+                res.upstreams[0].failed_until = 0.0
+                back = await ask(front, f"www.{ZONE}")
+                assert first_ttl(back) == WWW_TTL
+
+        run(go)
+
+
+def test_uncached_servfail_within_timeout_when_upstream_is_silent() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        res = resolver(f"127.0.0.1:{silent.getsockname()[1]}", upstream_timeout=0.3)
+
+        async def go() -> None:
+            async with Front(res) as front:
+                started = time.monotonic()
+                reply = await ask(front, f"www.{ZONE}")
+                elapsed = time.monotonic() - started
+                assert reply.rcode() == dns.rcode.SERVFAIL
+                assert 0.3 <= elapsed < 0.3 + 0.7
+                assert res.upstreams[0].stats.timeouts == 1
+
+        run(go)
+
+
+def test_second_upstream_takes_over_when_the_first_is_dead(knot: Knot) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
+        res = resolver(dead_addr, knot.address, upstream_timeout=0.3)
+
+        async def go() -> None:
+            async with Front(res) as front:
+                started = time.monotonic()
+                first = await ask(front, f"www.{ZONE}")
+                assert first.rcode() == dns.rcode.NOERROR
+                assert time.monotonic() - started >= 0.3
+                started = time.monotonic()
+                other = await ask(front, f"short.{ZONE}")
+                assert other.rcode() == dns.rcode.NOERROR
+                assert time.monotonic() - started < 0.3  # the dead one is tried last now
+                dead_stats, live_stats = (u.stats for u in res.upstreams)
+                assert (dead_stats.requests, dead_stats.timeouts) == (1, 1)
+                assert live_stats.requests == 2 and live_stats.errors == 0
+
+        run(go)
+
+
+class SpoofingUpstream(asyncio.DatagramProtocol):
+    """Answers each query three times: wrong ID, wrong question, then the right reply."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        wrong_id = dns.message.make_response(query)
+        wrong_id.id = (query.id + 1) % 65536
+        wrong_id.answer.append(_a_rrset(query.question[0].name.to_text(), "10.6.6.6"))
+        evil = dns.message.make_query(f"evil.{ZONE}.", "A")
+        evil.id = query.id
+        wrong_q = dns.message.make_response(evil)
+        wrong_q.answer.append(_a_rrset(f"evil.{ZONE}.", "10.6.6.7"))
+        right = dns.message.make_response(query)
+        right.answer.append(_a_rrset(query.question[0].name.to_text(), "192.0.2.99"))
+        for msg in (wrong_id, wrong_q, right):
+            self.transport.sendto(msg.to_wire(), addr)
+
+
+def _a_rrset(name: str, ip: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(name, 60, "IN", "A", ip)
+
+
+def test_spoofed_replies_with_wrong_id_or_question_are_ignored() -> None:
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            SpoofingUpstream, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            res = resolver(f"127.0.0.1:{port}", upstream_timeout=2.0)
+            async with Front(res) as front:
+                reply = await ask(front, f"victim.{ZONE}")
+                assert [r.address for r in reply.answer[0]] == ["192.0.2.99"]
+                assert res.upstreams[0].stats.ignored == 2
+        finally:
+            transport.close()
+
+    run(go)
+
+
+def test_concurrent_identical_queries_go_upstream_once(knot: Knot) -> None:
+    res = resolver(knot.address)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            before = knot.queries()
+            replies = await asyncio.gather(*(ask(front, f"n7.{ZONE}") for _ in range(20)))
+            assert all(r.answer[0][0].address == "203.0.113.8" for r in replies)
+            assert knot.queries() == before + 1
+            assert res.upstreams[0].stats.requests == 1
+            assert res.coalesced + res.hits == 19
+
+    run(go)
+
+
+def test_cache_never_exceeds_its_bound(knot: Knot) -> None:
+    res = resolver(knot.address, cache_size=50)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            for i in range(120):
+                reply = await ask(front, f"n{i}.{ZONE}")
+                assert reply.rcode() == dns.rcode.NOERROR
+                assert res.entries <= 50
+            assert res.entries == 50 and res.evictions == 70
+            recent = await ask(front, f"n119.{ZONE}")
+            assert recent.answer and res.hits == 1  # the most recent names stay cached
+
+    run(go)
+
+
+def test_allow_list_refuses_other_clients(knot: Knot) -> None:
+    default = resolver(knot.address)
+    assert default.allowed("127.0.0.1") and default.allowed("::1")
+    assert default.allowed("::ffff:127.0.0.2")
+    assert not default.allowed("8.8.8.8") and not default.allowed("not-an-ip")
+    narrow = resolver(knot.address, allow=["10.0.0.0/8"])
+    assert narrow.allowed("10.1.2.3") and not narrow.allowed("127.0.0.1")
+
+    async def go() -> None:
+        async with Front(narrow) as front:
+            reply = await ask(front, f"www.{ZONE}")
+            assert reply.rcode() == dns.rcode.REFUSED
+            assert narrow.misses == 0
+
+    run(go)
+
+
+def test_edns_do_bit_is_part_of_the_cache_key(knot: Knot) -> None:
+    res = resolver(knot.address)
+
+    async def go() -> None:
+        async with Front(res) as front:
+            plain = await ask(front, f"www.{ZONE}", edns=1232)
+            q = dns.message.make_query(f"www.{ZONE}", "A", want_dnssec=True)
+            signed = await dns.asyncquery.udp(q, "127.0.0.1", port=front.port, timeout=10)
+            assert plain.edns == 0 and signed.ednsflags & dns.flags.DO
+            assert res.misses == 2 and res.entries == 2
+
+    run(go)
+
+
+def test_no_upstream_but_itself_is_a_config_error(tmp_path: Any) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("search svc.cluster.local\nnameserver 127.0.0.1\n")
+    with pytest.raises(ValueError, match="resolv_conf"):
+        resolver(resolv_conf=str(conf), listen=["127.0.0.1:53"])
+    conf.write_text("nameserver 127.0.0.1\nnameserver 192.0.2.53\n")
+    res = resolver(resolv_conf=str(conf), listen=["127.0.0.1:53"])
+    assert [u.name for u in res.upstreams] == ["192.0.2.53:53"]
