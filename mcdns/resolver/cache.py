@@ -38,6 +38,8 @@ class Entry:
 
     __slots__ = (
         "_edns",
+        "_flags_hi",
+        "_flags_lo",
         "_plain",
         "_second",
         "arcount",
@@ -66,6 +68,8 @@ class Entry:
         self.ttls = ttls
         self.opt = opt
         self.flags: int = U16.unpack_from(template, 2)[0]
+        self._flags_hi = self.flags >> 8
+        self._flags_lo = self.flags & 0xFF
         self.arcount: int = U16.unpack_from(template, 10)[0]
         self.stored = stored
         self.expires = stored + lifetime
@@ -81,28 +85,36 @@ class Entry:
     def render(
         self, query: bytes, qend: int, now: float, payload: int, tcp: bool, max_udp: int
     ) -> bytes:
-        """This reply for the client ``query``, TTLs counted down to ``now``."""
+        """This reply for the client ``query``, TTLs counted down to ``now``.
+
+        The hot path of the resolver: one copy of pre-rendered bytes, then the client's
+        ID, RD and CD bits and question (its own letter case) written over it.
+        """
         elapsed = int(now - self.stored)
         if elapsed != self._second:
             self._refresh(elapsed)
         buf = bytearray(self._edns if payload else self._plain)
-        return self._finish(buf, query, qend, payload, tcp, max_udp)
+        buf[0:2] = query[0:2]
+        buf[2] = self._flags_hi | (query[2] & 0x01)
+        buf[3] = self._flags_lo | (query[3] & 0x10)
+        buf[12:qend] = query[12:qend]
+        if tcp or len(buf) <= (min(payload, max_udp) if payload else 512):
+            return bytes(buf)
+        return self._truncated(query, qend, payload)
 
     def render_stale(self, query: bytes, qend: int, payload: int, tcp: bool, max_udp: int) -> bytes:
         """This reply with every TTL set to ``STALE_TTL`` (RFC 8767 serve-stale)."""
         buf = self._with_ttls([STALE_TTL] * len(self.ttls), payload)
-        return self._finish(buf, query, qend, payload, tcp, max_udp)
-
-    def _finish(
-        self, buf: bytearray, query: bytes, qend: int, payload: int, tcp: bool, max_udp: int
-    ) -> bytes:
         buf[0:2] = query[0:2]
         U16.pack_into(buf, 2, self.flags | (U16.unpack_from(query, 2)[0] & 0x0110))
         buf[12:qend] = query[12:qend]
-        if not tcp and len(buf) > (min(payload, max_udp) if payload else 512):
-            opt = self.opt if payload else b""
-            return wire.short_reply(query, qend, self.rcode, opt, tc=True)
-        return bytes(buf)
+        if tcp or len(buf) <= (min(payload, max_udp) if payload else 512):
+            return bytes(buf)
+        return self._truncated(query, qend, payload)
+
+    def _truncated(self, query: bytes, qend: int, payload: int) -> bytes:
+        opt = self.opt if payload else b""
+        return wire.short_reply(query, qend, self.rcode, opt, tc=True)
 
     def _refresh(self, elapsed: int) -> None:
         ttls = [ttl - elapsed if ttl > elapsed else 0 for ttl in self.ttls]

@@ -47,6 +47,7 @@ class Resolver:
         self._clock = clock
         self._access = AccessList(cfg)
         self.cache = AnswerCache(max(cfg.cache_size, 1), clock)
+        self._max_udp = cfg.max_udp_size
         self._ttl_range = (cfg.cache_min_ttl, cfg.cache_max_ttl)
         self._opts = (
             wire.opt_record(cfg.max_udp_size, False),
@@ -77,12 +78,15 @@ class Resolver:
         qend = 12 + len(qkey)
         payload, do = wire.client_edns(wire_q, qend)
         key = qkey + b"\x80" if do else qkey
-        entry = self.cache.get(key)
-        if entry is not None:
+        try:
+            entry = self.cache[key]
+        except KeyError:
+            pass
+        else:
             now = self._clock()
             if now < entry.expires:
                 self.hits += 1
-                return entry.render(wire_q, qend, now, payload, tcp, self.cfg.max_udp_size)
+                return entry.render(wire_q, qend, now, payload, tcp, self._max_udp)
         self.misses += 1
         return self._resolve(wire_q, qend, qkey, key, payload, do, tcp)
 
