@@ -7,6 +7,7 @@ service's latest decision, which the explain record and the metrics read.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -42,9 +43,24 @@ class Compiler:
                            CLUSTER_DNS_VERSION)
         self.table.set_txt(("static", "clusterset"), f"dns-version.{cfg.clusterset_zone}.",
                            CLUSTERSET_DNS_VERSION)
+        self._nameserver_addresses()
         self._namespaces()
         self.table.flush()
         store.subscribe(self.apply)
+
+    def _nameserver_addresses(self) -> None:
+        """``ns.dns.<zone>`` (the apex NS target) resolves to the specific IPs mcdns
+        listens on, as CoreDNS answers with its own address; wildcard binds give none."""
+        rs = records.RecordSet()
+        for zone in (self.cfg.zone, self.cfg.clusterset_zone):
+            for hp in self.cfg.listen:
+                try:
+                    ip = ipaddress.ip_address(hp.host)
+                except ValueError:
+                    continue
+                if not ip.is_unspecified:
+                    rs.address(f"ns.dns.{zone}.", str(ip), ptr=False)
+        self.table.set_owner(("static", "ns"), rs.finish())
 
     @property
     def cluster_id(self) -> str:

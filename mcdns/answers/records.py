@@ -34,6 +34,7 @@ class RecordSet:
 
     def __init__(self) -> None:
         self.data: Records = defaultdict(lambda: defaultdict(list))
+        self.srv_candidates: dict[str, int] = defaultdict(int)
 
     def add(self, name: str, qtype: int, rd: RD) -> None:
         rds = self.data[name][qtype]
@@ -50,15 +51,17 @@ class RecordSet:
             self.add(addr.reverse_pointer + ".", T_PTR, PTR(name))
 
     def srv(self, name: str, port: int, target: str) -> None:
+        self.srv_candidates[name] += 1
         self.add(name, T_SRV, SRV(0, 0, port, target))  # weight set in finish()
 
     def finish(self) -> Records:
-        """CoreDNS's SRV weights: 100/n per name (n records of priority 0), at least 1."""
+        """CoreDNS's SRV weights: 100/n per name, n counting the candidates before
+        duplicates were merged (one per address and port), at least 1."""
         out: Records = {}
         for name, types in self.data.items():
             if T_SRV in types:
                 srvs = types[T_SRV]
-                weight = max(1, 100 // len(srvs))
+                weight = max(1, 100 // self.srv_candidates[name])
                 types[T_SRV] = [SRV(0, weight, s.port, s.target) for s in srvs]
             out[name] = dict(types)
         return out
@@ -91,8 +94,11 @@ def build(d: Decision, zones: Zones, all_local_slices: list[EndpointSlice]) -> R
     # Endpoint names of the local Service exist whatever the decision (CoreDNS serves
     # <ep>.<svc>.<ns>.svc for every Service with ready endpoints).
     if svc is not None and svc.type != "ExternalName":
-        for _s, ep, ip in _ready(all_local_slices):
-            rs.address(f"{endpoint_label(ep, ip)}.{base}", ip)
+        for s, ep, ip in _ready(all_local_slices):
+            ep_name = f"{endpoint_label(ep, ip)}.{base}"
+            rs.address(ep_name, ip)
+            for p in s.ports:
+                rs.srv(ep_name, p.port, ep_name)
     if d.choice == LOCAL and svc is not None:
         _local(rs, d, base, all_local_slices)
     elif d.choice == IMPORT:
@@ -120,15 +126,14 @@ def _local(rs: RecordSet, d: Decision, base: str, slices: list[EndpointSlice]) -
                 rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, target)
 
 
-def _cluster_ip(rs: RecordSet, base: str, ips: tuple[str, ...], ports: tuple[Port, ...]) -> None:
+def _cluster_ip(rs: RecordSet, base: str, ips: tuple[str, ...], ports: tuple[Port, ...],
+                ptr: bool = True) -> None:
     for ip in ips:
-        rs.address(base, ip)
-    if not ips:
-        return
-    for p in ports:
-        rs.srv(base, p.port, base)
-        if p.name:
-            rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
+        rs.address(base, ip, ptr=ptr)
+        for p in ports:  # one SRV candidate per address and port, as CoreDNS counts
+            rs.srv(base, p.port, base)
+            if p.name:
+                rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
 
 
 def import_ips(d: Decision) -> tuple[str, ...]:
@@ -146,14 +151,7 @@ def _import_cluster_zone(rs: RecordSet, d: Decision, base: str, zones: Zones) ->
     imp = d.imp
     assert imp is not None
     if imp.type == "ClusterSetIP":
-        ips = import_ips(d)
-        for ip in ips:
-            rs.address(base, ip, ptr=False)
-        if ips:
-            for p in imp.ports:
-                rs.srv(base, p.port, base)
-                if p.name:
-                    rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
+        _cluster_ip(rs, base, import_ips(d), imp.ports, ptr=False)
         return
     cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
     for s, ep, ip in _ready(d.remote.slices):

@@ -45,6 +45,7 @@ class Entry:
     counts_edns: bytes  # the same with one more additional record (OPT)
     body: bytes  # sections after the question
     size: int  # header + question + body, without OPT
+    minimal: Entry | None = None  # the same without the additional section, if any
 
 
 def name_wire(name: str) -> bytes:
@@ -59,9 +60,10 @@ def name_wire(name: str) -> bytes:
     return bytes(out)
 
 
-def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int) -> Entry:
+def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
+               minimal: Entry | None = None) -> Entry:
     return Entry(rcode, struct.pack(">HHHH", 1, an, ns, ar),
-                 struct.pack(">HHHH", 1, an, ns, ar + 1), body, 12 + qlen + len(body))
+                 struct.pack(">HHHH", 1, an, ns, ar + 1), body, 12 + qlen + len(body), minimal)
 
 
 @dataclass(slots=True, eq=False)
@@ -114,6 +116,8 @@ class AnswerTable:
         self._dirty_zones: set[Zone] = set()
         self._present: set[bytes] = set()  # names that hold records themselves
         self._bare: dict[Owner, set[bytes]] = {}
+        self._alias_target: dict[str, str] = {}  # CNAME owner -> target
+        self._aliases_of: dict[str, set[str]] = {}  # target -> CNAME owners
         for zone in self.zones:
             zone.serial = int(time.time())
             zone.rebuild_negative()
@@ -214,23 +218,35 @@ class AnswerTable:
         for qtype in self._types.pop(name, ()):
             self.entries.pop(wire + struct.pack(">HH", qtype, CLASS_IN), None)
         self.aliases.pop(wire, None)
+        self._set_alias_target(name, None)
         merged = self._merged.get(name)
         if bump and zone is not None:
             self._dirty_zones.add(zone)
         if not merged:
             self._unpresent(wire, zone)
-            return
-        self._present_add(wire, zone)
-        if T_CNAME in merged:
-            self.aliases[wire] = self._encode(name, T_CNAME, merged, only=T_CNAME)
-        types = set(merged)
-        for qtype in types:
-            self.entries[wire + struct.pack(">HH", qtype, CLASS_IN)] = self._encode(
-                name, qtype, merged)
-        self.entries[wire + struct.pack(">HH", T_ANY, CLASS_IN)] = self._encode(
-            name, T_ANY, merged)
-        types.add(T_ANY)
-        self._types[name] = types
+        else:
+            self._present_add(wire, zone)
+            types = set(merged) | {T_ANY}
+            if T_CNAME in merged:
+                self.aliases[wire] = self._encode(name, T_CNAME, merged)
+                self._set_alias_target(name, str(merged[T_CNAME][0].label).lower())
+                types |= {QTYPE.A, QTYPE.AAAA}  # chased in-zone (CoreDNS does the same)
+            for qtype in types:
+                self.entries[wire + struct.pack(">HH", qtype, CLASS_IN)] = self._encode(
+                    name, qtype, merged)
+            self._types[name] = types
+        for alias in sorted(self._aliases_of.get(name, ())):
+            self._compile(alias, bump)
+
+    def _set_alias_target(self, name: str, target: str | None) -> None:
+        old = self._alias_target.pop(name, None)
+        if old is not None:
+            self._aliases_of[old].discard(name)
+            if not self._aliases_of[old]:
+                del self._aliases_of[old]
+        if target is not None and target != name:
+            self._alias_target[name] = target
+            self._aliases_of.setdefault(target, set()).add(name)
 
     # A name with records counts once for itself and each ancestor up to the zone apex,
     # so ``exists`` answers "NODATA, not NXDOMAIN" for empty non-terminals too.
@@ -249,32 +265,46 @@ class AnswerTable:
         for anc in _ancestors(wire, zone):
             self._unref(anc)
 
-    def _encode(self, name: str, qtype: int, merged: dict[int, list[RD]],
-                only: int | None = None) -> Entry:
+    def _encode(self, name: str, qtype: int, merged: dict[int, list[RD]]) -> Entry:
         rec = DNSRecord(DNSHeader(id=0, qr=1, aa=1, rd=0), q=DNSQuestion(name, qtype))
-        types = [only] if only is not None else (
-            sorted(merged) if qtype == T_ANY else
-            [T_CNAME] if T_CNAME in merged else [qtype])
-        for t in types:
-            for rd in merged.get(t, ()):
-                rec.add_answer(RR(name, t, rdata=rd, ttl=self.ttl))
-        if qtype == T_SRV and T_SRV in merged and T_CNAME not in merged:
-            self._add_targets(rec, merged[T_SRV])
+        if T_CNAME in merged:
+            self._answer(rec, name, T_CNAME, merged[T_CNAME])
+            target = str(merged[T_CNAME][0].label).lower()
+            chased = self._merged.get(target, {})
+            if qtype in (QTYPE.A, QTYPE.AAAA) and T_CNAME not in chased:
+                self._answer(rec, target, qtype, chased.get(qtype, ()))
+        else:
+            for t in sorted(merged) if qtype == T_ANY else [qtype]:
+                self._answer(rec, name, t, merged.get(t, ()))
+        minimal = None
+        if qtype in (T_SRV, QTYPE.NS) and T_CNAME not in merged:
+            minimal = self._pack(rec, name, None)
+            self._add_targets(rec, merged.get(qtype, ()))
+            if not rec.ar:
+                minimal = None
+        return self._pack(rec, name, minimal)
+
+    def _answer(self, rec: DNSRecord, name: str, qtype: int, rds: Iterable[RD]) -> None:
+        for rd in rds:
+            rec.add_answer(RR(name, qtype, rdata=rd, ttl=self.ttl))
+
+    def _pack(self, rec: DNSRecord, name: str, minimal: Entry | None) -> Entry:
         packed = rec.pack()
         qlen = len(name_wire(name)) + 4
         return make_entry(RCODE_NOERROR, len(rec.rr), len(rec.auth), len(rec.ar),
-                          packed[12 + qlen:], qlen)
+                          packed[12 + qlen:], qlen, minimal)
 
-    def _add_targets(self, rec: DNSRecord, srvs: list[RD]) -> None:
+    def _add_targets(self, rec: DNSRecord, rds: Iterable[RD]) -> None:
+        """A/AAAA of SRV and NS targets in the additional section, as CoreDNS adds them."""
         seen: set[str] = set()
-        for srv in srvs:
-            target = str(srv.target).lower()
+        for rd in rds:
+            target = str(rd.target if hasattr(rd, "target") else rd.label).lower()
             if target in seen:
                 continue
             seen.add(target)
             for t in (QTYPE.A, QTYPE.AAAA):
-                for rd in self._merged.get(target, {}).get(t, ()):
-                    rec.add_ar(RR(target, t, rdata=rd, ttl=self.ttl))
+                for addr in self._merged.get(target, {}).get(t, ()):
+                    rec.add_ar(RR(target, t, rdata=addr, ttl=self.ttl))
 
 
 def _is_label_boundary(wire_name: bytes, suffix: bytes) -> bool:

@@ -151,6 +151,11 @@ class Handler:
                 + struct.pack(">HHHH", 1, an, ns, ar + (1 if opt else 0)) + question + body + opt)
 
     def _entry(self, q: w.Query, tcp: bool, e: Entry) -> bytes:
+        """A stored answer; without its additional section if only that makes it fit
+        (RFC 2181 §9: TC only when the answer itself does not fit)."""
+        limit = w.udp_limit(q, tcp, self.max_udp) - (11 if q.edns else 0)
+        if e.size > limit and e.minimal is not None and e.minimal.size <= limit:
+            e = e.minimal
         return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
 
     def _negative(self, q: w.Query, tcp: bool, zone: Zone, rcode: int) -> bytes:
