@@ -1,0 +1,140 @@
+"""The HTTP edge to the API server: raw JSON requests and watch streams.
+
+Everything the HTTP library can throw is turned here into ``KubeError`` (with a short
+``reason`` for counters), ``Gone`` (410: the resourceVersion is too old, list again) or
+``NotServed`` (404: the CRD is absent). Responses are read as raw JSON through the
+client's ``_preload_content=False`` path, so lists never become client model objects,
+and watch lines are split by hand, so a large object never hits a line-length limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """The API did not give a usable answer; ``reason`` is a short label for counters."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Gone(KubeError):
+    """410: the resourceVersion (or continue token) is too old; list again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("gone", message)
+
+
+class NotServed(KubeError):
+    """404: the resource is not served (a CRD that is not installed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("absent", message)
+
+
+HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+async def _request(api: Any, path: str, query: list[tuple[str, str]],
+                   timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    try:
+        resp: aiohttp.ClientResponse = await api.call_api(
+            path, "GET", query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
+    except HTTP_ERRORS as e:
+        raise KubeError(_reason(e), f"GET {path}: {e!r}") from None
+    return resp
+
+
+async def _check(resp: aiohttp.ClientResponse, path: str) -> None:
+    """Raise the right error for a non-2xx response (and release it)."""
+    if 200 <= resp.status < 300:
+        return
+    try:
+        body = (await resp.read())[:500].decode("utf-8", "replace")
+    except HTTP_ERRORS:
+        body = ""
+    finally:
+        resp.release()
+    message = f"GET {path}: HTTP {resp.status} {body}"
+    if resp.status == 410:
+        raise Gone(message)
+    if resp.status == 404:
+        raise NotServed(message)
+    raise KubeError(f"http_{resp.status}", message)
+
+
+async def get_json(api: Any, path: str, query: list[tuple[str, str]],
+                   timeout: float) -> Obj:
+    """GET ``path`` and decode the JSON object it returns."""
+    resp = await _request(api, path, query, aiohttp.ClientTimeout(total=timeout))
+    await _check(resp, path)
+    try:
+        raw = await resp.read()
+    except HTTP_ERRORS as e:
+        raise KubeError(_reason(e), f"GET {path}: {e!r}") from None
+    finally:
+        resp.release()
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise KubeError("bad_json", f"GET {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise KubeError("bad_json", f"GET {path}: not a JSON object")
+    return data
+
+
+async def watch_lines(api: Any, path: str, query: list[tuple[str, str]],
+                      connect_timeout: float, inactivity: float
+                      ) -> AsyncIterator[list[Obj]]:
+    """Open one watch stream and yield the events each network read brought, decoded.
+
+    Ends when the server ends the stream; raises ``KubeError`` when it breaks, including
+    when nothing arrives for ``inactivity`` seconds.
+    """
+    timeout = aiohttp.ClientTimeout(connect=connect_timeout, sock_connect=connect_timeout,
+                                    sock_read=inactivity)
+    resp = await _request(api, path, query, timeout)
+    await _check(resp, path)
+    try:
+        yield []  # connected: lets the caller note contact before the first event
+        rest = b""
+        async for chunk in resp.content.iter_any():
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            events = [_decode(line, path) for line in lines if line.strip()]
+            if events:
+                yield events
+        if rest.strip():
+            yield [_decode(rest, path)]
+    except HTTP_ERRORS as e:
+        raise KubeError(_reason(e), f"watch {path}: {e!r}") from None
+    finally:
+        resp.close()
+
+
+def _decode(line: bytes, path: str) -> Obj:
+    try:
+        ev = json.loads(line)
+    except ValueError as e:
+        raise KubeError("bad_json", f"watch {path}: {e}") from None
+    if not isinstance(ev, dict):
+        raise KubeError("bad_json", f"watch {path}: event is not a JSON object")
+    return ev
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return "connect"
+    return "disconnect"

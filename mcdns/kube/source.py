@@ -1,0 +1,109 @@
+"""The Kubernetes API as a source of the store: one watcher per resource (and namespace).
+
+``KubeSource(cfg, store).run()`` is the whole API side of mcdns: it loads the client
+config (kubeconfig or in-cluster), starts the watchers, and batches their changes into
+store commits, one per turn of the event loop, so that events arriving together are
+compiled together and a single event reaches the answers within that turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from mcdns.config import Config
+from mcdns.kube.resources import ALL, NAMESPACES, Resource
+from mcdns.kube.settings import KubeStats, WatchSettings
+from mcdns.kube.watcher import Watcher
+from mcdns.state.store import Store
+
+log = logging.getLogger("mcdns.kube")
+
+
+class ClientConfigError(Exception):
+    """Neither the kubeconfig nor the in-cluster config could be loaded."""
+
+
+async def load_client_config(cfg: Config) -> Configuration:
+    """Client configuration from ``cfg.kubeconfig``, else the pod's service account."""
+    conf = Configuration()
+    try:
+        if cfg.kubeconfig:
+            await kube_config.load_kube_config(config_file=cfg.kubeconfig,
+                                               client_configuration=conf,
+                                               persist_config=False)
+        else:
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=conf)
+    except (kube_config.ConfigException, OSError, ValueError) as e:
+        where = cfg.kubeconfig or "in-cluster service account"
+        raise ClientConfigError(f"cannot load Kubernetes client config ({where}): {e}") from e
+    return conf
+
+
+def source_names(cfg: Config) -> tuple[str, ...]:
+    """Store source names, one per watcher: pass them to ``Store(...)``."""
+    return tuple(f"{res.name}/{ns}" if ns else res.name for res, ns in _plan(cfg))
+
+
+def _plan(cfg: Config) -> list[tuple[Resource, str | None]]:
+    """(resource, namespace) of every watcher: namespaced ones per filtered namespace."""
+    out: list[tuple[Resource, str | None]] = []
+    for res in ALL:
+        if res.namespaced and cfg.namespaces:
+            out += [(res, ns) for ns in cfg.namespaces]
+        else:
+            out.append((res, None))
+    return out
+
+
+class KubeSource:
+    """Feeds ``store`` from the API server. ``await run()`` until cancelled."""
+
+    def __init__(self, cfg: Config, store: Store, settings: WatchSettings | None = None,
+                 client_config: Configuration | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.settings = settings or WatchSettings()
+        self.stats = KubeStats()
+        self._client_config = client_config
+        self._commit_handle: asyncio.Handle | None = None
+        self.watchers = [
+            Watcher(res, ns, store, self.settings, self.stats, self._schedule_commit,
+                    cfg.namespaces if res is NAMESPACES else ())
+            for res, ns in _plan(cfg)]
+        for w in self.watchers:
+            if w.name not in store.synced_sources:
+                store.mark_synced(w.name, False)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The store source names this source marks synced (one per watcher)."""
+        return tuple(w.name for w in self.watchers)
+
+    async def run(self) -> None:
+        """Watch everything until cancelled; the HTTP client is closed on the way out."""
+        conf = self._client_config or await load_client_config(self.cfg)
+        async with ApiClient(conf) as api:
+            for w in self.watchers:
+                w.api = api
+            log.info("watching %s at %s", ", ".join(self.sources), conf.host)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for w in self.watchers:
+                        tg.create_task(w.forever(), name=f"watch {w.name}")
+            finally:
+                if self._commit_handle is not None:
+                    self._commit_handle.cancel()
+                    self._commit()
+
+    def _schedule_commit(self) -> None:
+        if self._commit_handle is None:
+            self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._commit_handle = None
+        self.store.commit()

@@ -1,0 +1,316 @@
+"""List + watch against a faithful fake API server with the real kubernetes_asyncio client.
+
+Each test drives one fault (cut stream, 410, 500s, server down, CRD absent, bookmarks)
+and asserts the store converges to the server's final state, deletions included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import pytest
+from kubeapi import (
+    FakeKubeAPI,
+    clusterproperty,
+    endpointslice,
+    namespace,
+    service,
+    serviceimport,
+)
+from kubeharness import Running, running
+
+from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
+
+
+def run(coro: Awaitable[None], timeout: float = 20.0) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(coro, timeout)
+
+    asyncio.run(bounded())
+
+
+def demo_api(**kw: object) -> FakeKubeAPI:
+    """serve (local, ready) with an import, web, and a second namespace."""
+    api = FakeKubeAPI(**kw)  # type: ignore[arg-type]
+    for ns in ("default", "other", "kube-system"):
+        api.apply(namespace(ns))
+    api.apply(service("serve", "10.96.0.10"))
+    api.apply(endpointslice("serve-abc", "serve", ["10.0.0.1", "10.0.0.2"]))
+    api.apply(serviceimport("serve", ["10.13.187.164"]))
+    api.apply(service("web", "10.96.0.11"))
+    api.apply(endpointslice("web-1", "web", ["10.0.1.1"]))
+    api.apply(service("db", "10.96.0.12", ns="other"))
+    api.apply(clusterproperty(CLUSTER_ID_PROPERTY, "member2"))
+    return api
+
+
+def ready_count(r: Running, ns: str, svc: str) -> int:
+    return sum(ep.ready for s in r.store.slices_of(ns, svc) for ep in s.endpoints)
+
+
+def lists(r: Running, name: str) -> int:
+    return r.source.stats.lists[name]
+
+
+def restarts(r: Running, reason: str) -> int:
+    return sum(n for (_, why), n in r.source.stats.restarts.items() if why == reason)
+
+
+def test_list_and_watch_populate_the_store_and_events_change_it() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            assert not r.store.synced
+            await r.synced()
+            st = r.store
+            assert set(st.services) == {("default", "serve"), ("default", "web"),
+                                        ("other", "db")}
+            assert st.services[("default", "serve")].cluster_ips == ("10.96.0.10",)
+            assert st.imports[("default", "serve")].ips == ("10.13.187.164",)
+            assert st.namespaces == {"default", "other", "kube-system"}
+            assert st.cluster_properties == {CLUSTER_ID_PROPERTY: "member2"}
+            assert ready_count(r, "default", "serve") == 2
+            assert st.last_contact > 0
+            # paginated: page_size 2 and 3 services means a continue was needed
+            assert any(q.get("limit") == "2" for q in r.api.seen("limit", "services"))
+            assert r.api.seen("continue", "services")
+            # the watch resumes from the list's version with bookmarks on
+            w = r.api.seen("watch", "services")[0]
+            assert w["allowWatchBookmarks"] == "true" and int(w["resourceVersion"]) > 1
+
+            r.api.apply(endpointslice("serve-abc", "serve", ["10.0.0.1", "10.0.0.2"],
+                                      ready=False))
+            await r.until(lambda: ready_count(r, "default", "serve") == 0)
+            gen = st.generation
+            r.api.remove("Service", "default", "web")
+            await r.until(lambda: ("default", "web") not in st.services)
+            assert st.generation > gen
+            assert r.source.stats.events[("endpointslices", "MODIFIED")] == 1
+            assert r.source.stats.events[("services", "DELETED")] == 1
+            assert "services" in r.source.stats.last_event
+
+    run(go())
+
+
+def test_watch_cut_mid_stream_resumes_without_relist() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            r.api.cut_watches()
+            r.api.remove("Service", "default", "web")
+            r.api.apply(service("new", "10.96.0.20"))
+            await r.until(lambda: ("default", "new") in r.store.services
+                          and ("default", "web") not in r.store.services)
+            assert lists(r, "services") == 1  # resumed from its resourceVersion
+            assert restarts(r, "disconnect") >= 1
+
+    run(go())
+
+
+@pytest.mark.parametrize("in_stream", [True, False], ids=["in-stream-error", "http-410"])
+def test_expired_version_relists_and_honours_deletions(in_stream: bool) -> None:
+    async def go() -> None:
+        api = demo_api()
+        api.gone_in_stream = in_stream
+        async with running(api) as r:
+            await r.synced()
+            await api.stop()  # the API server goes away...
+            api.remove("Service", "default", "web")
+            api.remove("EndpointSlice", "default", "web-1")
+            api.remove("ServiceImport", "default", "serve")
+            api.remove("Namespace", "", "kube-system")
+            api.apply(service("late", "10.96.0.30"))
+            api.compact()  # ... and comes back with its history compacted
+            await api.start(api.port)
+            st = r.store
+            want = {("default", "serve"), ("default", "late"), ("other", "db")}
+            await r.until(lambda: set(st.services) == want and ("default", "web-1")
+                          not in st.slices and not st.imports
+                          and "kube-system" not in st.namespaces, what="convergence")
+            assert all(n == 2 for n in r.source.stats.lists.values())
+            assert restarts(r, "gone") >= 1
+            # nothing resurrects later
+            r.api.apply(service("after", "10.96.0.31"))
+            await r.until(lambda: ("default", "after") in st.services)
+            assert ("default", "web") not in st.services
+
+    run(go())
+
+
+def test_in_stream_410_lists_again() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            r.api.expire_watches()
+            await r.until(lambda: lists(r, "services") == 2, what="relist")
+            assert r.source.stats.restarts[("services", "gone")] == 1
+            r.api.apply(service("web", "10.96.0.99"))
+            await r.until(lambda: r.store.services[("default", "web")].cluster_ips
+                          == ("10.96.0.99",))
+
+    run(go())
+
+
+def test_server_errors_back_off_then_converge() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            r.api.fail(500)
+            r.api.cut_watches()
+            r.api.remove("Service", "default", "web")
+            await r.until(lambda: restarts(r, "http_500") >= 5, what="500 retries")
+            assert ("default", "web") in r.store.services  # last known state kept
+            assert r.store.synced
+            r.api.heal()
+            await r.until(lambda: ("default", "web") not in r.store.services)
+
+    run(go())
+
+
+def test_server_down_at_start_then_up() -> None:
+    async def go() -> None:
+        api = demo_api()
+        await api.start()
+        await api.stop()  # we know a free port now; nothing listens on it
+        async with running(api, start_api=False) as r:
+            await r.until(lambda: restarts(r, "connect") >= 5, what="connect retries")
+            assert not r.store.synced
+            assert r.store.last_contact == 0
+            await api.start(api.port)
+            await r.synced()
+            assert ("default", "serve") in r.store.services
+
+    run(go())
+
+
+def test_error_during_first_list_is_retried() -> None:
+    async def go() -> None:
+        api = demo_api()
+        api.fail(500, times=7)
+        async with running(api) as r:
+            await r.synced()
+            assert restarts(r, "http_500") >= 1
+            assert len(r.store.services) == 3
+
+    run(go())
+
+
+def test_crd_absent_then_installed() -> None:
+    async def go() -> None:
+        api = demo_api(crds=())
+        async with running(api) as r:
+            await r.synced()  # no CRD is not an error: imports are just empty
+            assert r.store.imports == {}
+            assert r.store.cluster_properties == {}
+            api.enable_group("multicluster.x-k8s.io", ("v1alpha1",))
+            await r.until(lambda: ("default", "serve") in r.store.imports, what="imports")
+            await r.until(lambda: bool(r.api.seen("watch", "serviceimports")), what="watch")
+            assert any(p.startswith("/apis/multicluster.x-k8s.io/v1alpha1/")
+                       for p, _ in r.api.requests)
+            api.enable_group("about.k8s.io")
+            await r.until(lambda: r.store.cluster_properties.get(CLUSTER_ID_PROPERTY)
+                          == "member2", what="cluster property")
+            # the CRD is removed again: its objects go
+            api.disable_group("multicluster.x-k8s.io")
+            api.cut_watches()
+            await r.until(lambda: r.store.imports == {}, what="imports gone")
+
+    run(go())
+
+
+def test_v1beta1_preferred_when_served() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.synced()
+            paths = [p for p, _ in r.api.requests if p.endswith("/serviceimports")]
+            assert paths and all("/v1beta1/" in p for p in paths)
+
+    run(go())
+
+
+def test_bookmark_moves_the_resume_version() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            watcher = r.source.watchers[1]
+            assert watcher.name == "services"
+            rv = r.api.bookmark()
+            await r.until(lambda: watcher.rv == str(rv), what="bookmark seen")
+            r.api.cut_watches()
+            await r.until(lambda: any(q.get("resourceVersion") == str(rv)
+                                      for q in r.api.seen("watch", "services")),
+                          what="resume from bookmark")
+            assert lists(r, "services") == 1
+            assert r.source.stats.events[("services", "BOOKMARK")] == 1
+
+    run(go())
+
+
+def test_silent_stream_is_reopened_after_inactivity() -> None:
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        async with running(demo_api(), settings=replace(FAST, inactivity=0.2)) as r:
+            await r.synced()
+            await r.until(lambda: r.source.stats.restarts[("services", "timeout")] >= 1,
+                          what="inactivity restart")
+            assert lists(r, "services") == 1
+            r.api.remove("Service", "default", "web")
+            await r.until(lambda: ("default", "web") not in r.store.services)
+
+    run(go())
+
+
+def test_namespace_filter() -> None:
+    async def go() -> None:
+        async with running(demo_api(), namespaces=("other",)) as r:
+            await r.synced()
+            assert set(r.store.services) == {("other", "db")}
+            assert r.store.explicit_namespaces == {"other"}
+            assert "services/other" in r.store.synced_sources
+            assert all("/namespaces/other/" in p for p, _ in r.api.requests
+                       if p.endswith("/services"))
+            r.api.apply(service("x", "10.96.1.1", ns="default"))
+            r.api.apply(service("y", "10.96.1.2", ns="other"))
+            await r.until(lambda: ("other", "y") in r.store.services)
+            assert ("default", "x") not in r.store.services
+
+    run(go())
+
+
+def test_bad_object_keeps_last_good_version() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            bad = service("web", "10.96.0.11", annotations={"mcdns.io/policy": "nonsense"})
+            r.api.apply(bad)
+            await r.until(lambda: r.source.stats.reduce_errors["services"] == 1)
+            assert r.store.services[("default", "web")].cluster_ips == ("10.96.0.11",)
+            r.api.expire_watches()  # a relist keeps it too
+            await r.until(lambda: lists(r, "services") == 2)
+            assert ("default", "web") in r.store.services
+
+    run(go())
+
+
+def test_bearer_token_is_sent() -> None:
+    async def go() -> None:
+        api = demo_api()
+        api.token = "s3cret"
+        async with running(api) as r:
+            await r.synced()
+            assert len(r.store.services) == 3
+
+    run(go())
+
+
+def test_cancel_closes_cleanly() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.synced()
+            task = r.task
+        assert task.cancelled()
+
+    run(go())
+
