@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import dns.flags
 import dns.message
-import dns.rdatatype
 import dns.rcode
+import dns.rdatatype
 import pytest
 from conftest import DATA, Running, make_config, rrsets, running
 from coredns_cases import CASES, Case, rrset

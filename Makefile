@@ -1,0 +1,53 @@
+# mcdns: two commands do all the set-up on a fresh Debian machine.
+#   make run   start mcdns on the demo cluster state (config/demo-state.yaml), port 5353
+#   make test  install what the tests need (venv, pip, Debian tools), lint, type-check, test
+VENV       ?= .venv
+PYTHON     ?= python3
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+# command:debian-package pairs the tests (and benchmarks) run for real
+TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot
+BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint typecheck unit tools bench-tools bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/mcdns serve --config config/mcdns.yaml --state config/demo-state.yaml
+
+# Install the Debian tools that are missing (apt-get update only when something is).
+define apt_missing
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+tools:
+	$(call apt_missing,$(TEST_TOOLS))
+
+bench-tools:
+	$(call apt_missing,$(BENCH_TOOLS))
+
+lint: $(STAMP)
+	$(BIN)/ruff check mcdns tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) tools
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
