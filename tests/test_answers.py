@@ -1,4 +1,4 @@
-"""Answer tables for SPEC §4–§7 over real UDP and TCP sockets with dnspython.
+"""Answer tables for SPEC §4-§7 over real UDP and TCP sockets with dnspython.
 
 One cluster (below) exercises the §5 decision table for ClusterIP and headless services,
 the policies and annotations, both Karmada conventions, the clusterset zone (§6), PTR,

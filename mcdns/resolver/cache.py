@@ -2,9 +2,10 @@
 
 A hit must cost little more than a dictionary lookup and a copy, so an ``Entry`` holds
 the reply without its OPT record, the offsets of its TTL fields and the TTLs as stored.
-Once per second of age it re-renders the bytes with the TTLs counted down; each hit then
-copies those bytes and patches the client's ID, RD/CD flags and question (its own letter
-case) into the copy. No DNS parsing happens on a hit.
+Once per second of age it re-renders the bytes with the TTLs counted down (``pack_into``
+on a bytearray copy); each hit then glues the client's ID and question (its own letter
+case) around those bytes, with the header variant for the client's RD/CD bits and EDNS.
+No DNS parsing happens on a hit.
 
 Eviction is cachetools' ``TLRUCache``: an entry lives until the end of its serve-stale
 window, entries past that window are dropped first, and when the cache is still full the
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 STALE_TTL = 30
 """TTL of a served stale answer (RFC 8767 section 4 recommends 30 seconds)."""
 
+FLAG_BITS_RD_CD = 0x11
+"""Client header bits copied into replies: RD (byte 2, 0x01) | CD (byte 3, 0x10)."""
 _KEEP_FLAGS = ~(wire.FLAG_AA | wire.FLAG_TC | wire.FLAG_RD | wire.FLAG_CD) & 0xFFFF
 
 
@@ -37,15 +40,15 @@ class Entry:
     """One upstream reply, ready to be rendered for any client that asked the same question."""
 
     __slots__ = (
-        "_edns",
-        "_flags_hi",
-        "_flags_lo",
-        "_plain",
+        "_heads",
         "_second",
+        "_size",
+        "_tails",
         "arcount",
         "expires",
         "flags",
         "opt",
+        "qend",
         "stale_until",
         "stored",
         "template",
@@ -64,19 +67,29 @@ class Entry:
         stale: int,
     ) -> None:
         self.template = template
+        self.qend = wire.skip_name(template, 12) + 4
         self.ttl_offsets = ttl_offsets
         self.ttls = ttls
         self.opt = opt
         self.flags: int = U16.unpack_from(template, 2)[0]
-        self._flags_hi = self.flags >> 8
-        self._flags_lo = self.flags & 0xFF
         self.arcount: int = U16.unpack_from(template, 10)[0]
         self.stored = stored
         self.expires = stored + lifetime
         self.stale_until = self.expires + stale
+        self._heads = (self._header_variants(0), self._header_variants(1))
+        """[EDNS?][client RD | CD bits]: flags and the four counts (header bytes 2-12)."""
         self._second = -1
-        self._plain = template
-        self._edns = template
+        self._tails = (b"", b"")
+        """[EDNS?]: everything after the question, TTLs as of ``_second`` seconds of age."""
+        self._size = (0, 0)
+
+    def _header_variants(self, edns: int) -> list[bytes]:
+        heads = [b""] * (FLAG_BITS_RD_CD + 1)
+        for bits in (0, 0x01, 0x10, 0x11):
+            flags = self.flags | bits << 8 & wire.FLAG_RD | bits & wire.FLAG_CD
+            counts = self.template[4:10] + U16.pack(self.arcount + edns)
+            heads[bits] = U16.pack(flags) + counts
+        return heads
 
     @property
     def rcode(self) -> int:
@@ -87,30 +100,29 @@ class Entry:
     ) -> bytes:
         """This reply for the client ``query``, TTLs counted down to ``now``.
 
-        The hot path of the resolver: one copy of pre-rendered bytes, then the client's
-        ID, RD and CD bits and question (its own letter case) written over it.
+        The hot path of the resolver: the client's ID and question (its own letter case)
+        glued around pre-rendered header bytes (chosen by the client's RD and CD bits) and
+        the pre-rendered rest. Bytes concatenation of four pieces is five times cheaper in
+        CPython than patching a bytearray copy; the TTLs themselves are patched with
+        ``pack_into`` once per second of age, in ``_refresh``.
         """
         elapsed = int(now - self.stored)
         if elapsed != self._second:
             self._refresh(elapsed)
-        buf = bytearray(self._edns if payload else self._plain)
-        buf[0:2] = query[0:2]
-        buf[2] = self._flags_hi | (query[2] & 0x01)
-        buf[3] = self._flags_lo | (query[3] & 0x10)
-        buf[12:qend] = query[12:qend]
-        if tcp or len(buf) <= (min(payload, max_udp) if payload else 512):
-            return bytes(buf)
-        return self._truncated(query, qend, payload)
+        edns = 1 if payload else 0
+        if not tcp and self._size[edns] > ((payload if payload < max_udp else max_udp) or 512):
+            return self._truncated(query, qend, payload)
+        head = self._heads[edns][(query[2] & 0x01) | (query[3] & 0x10)]
+        return query[:2] + head + query[12:qend] + self._tails[edns]
 
     def render_stale(self, query: bytes, qend: int, payload: int, tcp: bool, max_udp: int) -> bytes:
         """This reply with every TTL set to ``STALE_TTL`` (RFC 8767 serve-stale)."""
-        buf = self._with_ttls([STALE_TTL] * len(self.ttls), payload)
-        buf[0:2] = query[0:2]
-        U16.pack_into(buf, 2, self.flags | (U16.unpack_from(query, 2)[0] & 0x0110))
-        buf[12:qend] = query[12:qend]
-        if tcp or len(buf) <= (min(payload, max_udp) if payload else 512):
-            return bytes(buf)
-        return self._truncated(query, qend, payload)
+        edns = 1 if payload else 0
+        tail = bytes(self._with_ttls([STALE_TTL] * len(self.ttls), edns)[self.qend :])
+        if not tcp and self.qend + len(tail) > ((min(payload, max_udp)) or 512):
+            return self._truncated(query, qend, payload)
+        head = self._heads[edns][(query[2] & 0x01) | (query[3] & 0x10)]
+        return query[:2] + head + query[12:qend] + tail
 
     def _truncated(self, query: bytes, qend: int, payload: int) -> bytes:
         opt = self.opt if payload else b""
@@ -118,16 +130,17 @@ class Entry:
 
     def _refresh(self, elapsed: int) -> None:
         ttls = [ttl - elapsed if ttl > elapsed else 0 for ttl in self.ttls]
-        self._plain = bytes(self._with_ttls(ttls, 0))
-        self._edns = bytes(self._with_ttls(ttls, 1))
+        plain = bytes(self._with_ttls(ttls, 0)[self.qend :])
+        edns = bytes(self._with_ttls(ttls, 1)[self.qend :])
+        self._tails = (plain, edns)
+        self._size = (self.qend + len(plain), self.qend + len(edns))
         self._second = elapsed
 
-    def _with_ttls(self, ttls: list[int], payload: int) -> bytearray:
+    def _with_ttls(self, ttls: list[int], edns: int) -> bytearray:
         buf = bytearray(self.template)
         for off, ttl in zip(self.ttl_offsets, ttls, strict=True):
             U32.pack_into(buf, off, ttl)
-        if payload:
-            U16.pack_into(buf, 10, self.arcount + 1)
+        if edns:
             buf += self.opt
         return buf
 
