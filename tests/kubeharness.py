@@ -51,6 +51,12 @@ class Running:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.02))
 
+    async def next_change(self, timeout: float) -> None:
+        """Wait for the next store commit, at most ``timeout`` seconds."""
+        self.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout)
+
     async def synced(self) -> None:
         await self.until(lambda: self.store.synced, what="sync")
 
