@@ -1,0 +1,97 @@
+"""The command line as a user runs it: exit codes and messages naming the problem, a real
+``mcdns serve`` process answering, flags overriding the file, clean exit on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+from conftest import DEMO_STATE, ROOT
+from test_tools import free_port
+
+from mcdns import __version__
+
+MCDNS = [sys.executable, "-m", "mcdns"]
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MCDNS, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"mcdns {__version__}"
+
+
+def test_check_config_accepts_the_examples() -> None:
+    r = run("check-config", "config/mcdns.yaml", "--state", "config/demo-state.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout and "20 objects" in r.stdout
+
+
+@pytest.mark.parametrize("text,key,problem", [
+    ("ttl: 99999\n", "ttl", "out of range 0-3600"),
+    ("ttl: five\n", "ttl", "is not an integer"),
+    ("policy: nearest\n", "policy", "is not one of"),
+    ("listen: ['127.0.0.1:99999']\n", "listen", "out of range"),
+    ("colour: blue\n", "colour", "unknown key"),
+    ("allow: ['not-a-net']\n", "allow", "is not an IP network"),
+    ("- just\n- a list\n", "<file>", "must hold a mapping"),
+    ("zone: [\n", "<file>", "not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    for args in (["check-config", str(cfg)], ["serve", "--config", str(cfg)]):
+        r = run(*args)
+        assert r.returncode == 2
+        assert f"config key '{key}'" in r.stderr and problem in r.stderr, r.stderr
+
+
+def test_bad_flag_value_names_the_key() -> None:
+    r = run("serve", "--listen", "127.0.0.1:http")
+    assert r.returncode == 2 and "'listen'" in r.stderr and "not a number" in r.stderr
+
+
+def test_bad_state_file_names_the_object(tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text("kind: Service\napiVersion: v1\nmetadata: {name: web, namespace: shop}\n"
+                     "spec: {clusterIP: 10.0.0.300, ports: [{port: 80}]}\n")
+    r = run("serve", "--state", str(state), "--listen", "127.0.0.1:0", "--http", "")
+    assert r.returncode == 2
+    assert "Service shop/web" in r.stderr and "10.0.0.300" in r.stderr, r.stderr
+
+
+def test_serve_answers_flags_override_file_and_sigterm_exits_zero(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "mcdns.yaml"
+    cfg.write_text("ttl: 30\nlameduck: 0.2\nhttp: null\nlisten: ['127.0.0.1:1']\n")
+    proc = subprocess.Popen([*MCDNS, "serve", "--config", str(cfg), "--state", str(DEMO_STATE),
+                             "--listen", f"127.0.0.1:{port}", "--ttl", "7"],
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        q = dns.message.make_query("serve.default.svc.cluster.local.", "A")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                resp = dns.query.udp(q, "127.0.0.1", port=port, timeout=0.3)
+                break
+            except Exception:
+                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+        assert resp.answer[0].ttl == 7
+        assert resp.answer[0][0].address == "10.13.187.164"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "mcdns started" in err and "role=stub" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
