@@ -5,6 +5,7 @@ VENV       ?= .venv
 PYTHON     ?= python3
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # command:debian-package pairs the tests (and benchmarks) run for real
 TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
@@ -14,8 +15,11 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 run: $(STAMP)
@@ -38,13 +42,13 @@ tools:
 bench-tools:
 	$(call apt_missing,$(BENCH_TOOLS))
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check mcdns tests bench
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) tools
+unit: $(TEST_STAMP) tools
 	$(BIN)/pytest
 
 test: lint typecheck unit

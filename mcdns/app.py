@@ -86,13 +86,21 @@ async def serve(cfg: Config) -> int:
     app = App(cfg)
     await app.start()
     stop = asyncio.Event()
+    received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
-    log.info("shutting down lameduck=%ss", cfg.lameduck)
+    # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
+    lameduck = cfg.lameduck if received[0] == signal.SIGTERM else 0.0
+    log.info("shutting down signal=%s lameduck=%ss", received[0].name, lameduck)
     app.stopping = True
-    await asyncio.sleep(cfg.lameduck)
+    await asyncio.sleep(lameduck)
     await app.stop()
     log.info("stopped")
     return 0
