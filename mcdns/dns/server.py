@@ -20,6 +20,8 @@ from mcdns.config import Config, HostPort
 log = logging.getLogger("mcdns.dns")
 
 HandleFn = Callable[[bytes, str, bool], "bytes | Awaitable[bytes | None] | None"]
+RateLimitFn = Callable[[str, bytes], "bytes | None"]
+"""Response rate limiting on UDP: (client ip, response) -> response, a slip (TC) or None."""
 MAX_TCP_BUFFER = 65535 + 2
 
 
@@ -37,9 +39,11 @@ class ServerState:
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handle: HandleFn, state: ServerState) -> None:
+    def __init__(self, handle: HandleFn, state: ServerState,
+                 rate_limit: RateLimitFn | None = None) -> None:
         self.handle = handle
         self.state = state
+        self.rate_limit = rate_limit
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -48,12 +52,18 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         resp = self.handle(data, addr[0], False)
         if type(resp) is bytes:
+            if self.rate_limit is not None:
+                resp = self.rate_limit(addr[0], resp)
+                if resp is None:
+                    return
             self.transport.sendto(resp, addr)  # type: ignore[union-attr]
         elif resp is not None:
             self.state.spawn(self._later(cast(Awaitable[bytes | None], resp), addr))
 
     async def _later(self, resp: Awaitable[bytes | None], addr: tuple[Any, ...]) -> None:
         data = await resp
+        if data is not None and self.rate_limit is not None:
+            data = self.rate_limit(addr[0], data)
         if data is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
 
@@ -153,9 +163,11 @@ class TCPProtocol(asyncio.Protocol):
 class Listeners:
     """Every DNS socket of one process; ``addresses`` holds what was actually bound."""
 
-    def __init__(self, cfg: Config, handle: HandleFn) -> None:
+    def __init__(self, cfg: Config, handle: HandleFn,
+                 rate_limit: RateLimitFn | None = None) -> None:
         self.cfg = cfg
         self.handle = handle
+        self.rate_limit = rate_limit
         self.state = ServerState()
         self.udp: list[asyncio.DatagramTransport] = []
         self.tcp: list[asyncio.Server] = []
@@ -177,7 +189,7 @@ class Listeners:
                     continue  # port 0: the TCP side of this port was taken; pick another
                 break
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handle, self.state), sock=udp_sock)
+                lambda: UDPProtocol(self.handle, self.state, self.rate_limit), sock=udp_sock)
             self.udp.append(transport)
             server = await loop.create_server(
                 lambda: TCPProtocol(self.handle, self.state, self.cfg), sock=tcp_sock,
