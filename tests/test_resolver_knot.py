@@ -166,6 +166,9 @@ def test_upstream_stopped_stale_answers_and_fast_servfail() -> None:
                 stale = await ask(front, f"www.{ZONE}")
                 assert stale.rcode() == dns.rcode.NOERROR and first_ttl(stale) == 30
                 assert res.stale_served == 1
+                asked = res.upstreams[0].stats.requests
+                again = await ask(front, f"www.{ZONE}")  # upstream known down: not asked
+                assert first_ttl(again) == 30 and res.upstreams[0].stats.requests == asked
                 started = time.monotonic()
                 fail = await ask(front, f"short.{ZONE}")
                 assert fail.rcode() == dns.rcode.SERVFAIL

@@ -5,7 +5,9 @@ answered synchronously with patched bytes (see ``cache``); a miss returns a coro
 that forwards, so the handler awaits only when it must. Concurrent identical misses
 share one upstream exchange. Upstreams are tried in order, a failed one moves to the
 back for ``PENALTY`` seconds; when all fail, an expired answer still inside its
-serve-stale window is served (RFC 8767), else SERVFAIL.
+serve-stale window is served (RFC 8767), else SERVFAIL. While every upstream is inside
+its penalty, expired answers are served stale at once without asking (RFC 8767's
+failure recheck timer), so clients do not wait a timeout per query for a dead upstream.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class Resolver:
             if now < entry.expires:
                 self.hits += 1
                 return entry.render(wire_q, qend, now, payload, tcp, self._max_udp)
+            if self._all_failing():  # RFC 8767 failure recheck: do not wait on dead upstreams
+                self.stale_served += 1
+                return entry.render_stale(wire_q, qend, payload, tcp, self._max_udp)
         self.misses += 1
         return self._resolve(wire_q, qend, qkey, key, payload, do, tcp)
 
@@ -158,6 +163,10 @@ class Resolver:
         now = time.monotonic()
         healthy = [up for up in self.upstreams if up.failed_until <= now]
         return healthy + [up for up in self.upstreams if up.failed_until > now]
+
+    def _all_failing(self) -> bool:
+        now = time.monotonic()
+        return all(up.failed_until > now for up in self.upstreams)
 
     def _penalise(self, up: Upstream) -> None:
         up.failed_until = time.monotonic() + PENALTY

@@ -32,6 +32,10 @@ FLAG_RA = 0x0080
 FLAG_CD = 0x0010
 MAX_LABELS = 128
 
+OPT_OWNER_TYPE = b"\x00\x00\x29"
+"""Root owner name and type 41: the first bytes of an OPT record."""
+ONLY_AR1 = b"\x00\x00\x00\x00\x00\x01"
+"""Header counts AN, NS, AR of a query whose only extra record is (presumably) OPT."""
 UPSTREAM_PAYLOAD = 1232
 """EDNS payload size mcdns advertises to its upstreams (the DNS flag day 2020 value)."""
 
@@ -71,11 +75,12 @@ def client_edns(wire: bytes, qend: int) -> tuple[int, bool]:
     authority records, one OPT) is read without a loop; anything else is walked.
     A malformed tail counts as no EDNS: the handler has already accepted the header.
     """
-    if len(wire) >= qend + 11 and wire[6:12] == b"\x00\x00\x00\x00\x00\x01":
-        if wire[qend] == 0 and wire[qend + 1] == 0 and wire[qend + 2] == TYPE_OPT:
-            payload = wire[qend + 3] << 8 | wire[qend + 4]
-            return max(payload, 512), bool(wire[qend + 7] & 0x80)
-        return 0, False
+    size = len(wire)
+    if size == qend:
+        return 0, False  # no EDNS, nothing after the question: the common plain query
+    if size >= qend + 11 and wire[qend : qend + 3] == OPT_OWNER_TYPE and wire[6:12] == ONLY_AR1:
+        payload = wire[qend + 3] << 8 | wire[qend + 4]
+        return (payload if payload > 512 else 512), bool(wire[qend + 7] & 0x80)
     try:
         return _walk_edns(wire, qend)
     except (WireError, struct.error):

@@ -1,0 +1,237 @@
+"""Cached-answer throughput: mcdns's resolver role next to Unbound, same upstream, same run.
+
+Issue 4 asks for at least half of Unbound's cached-answer throughput per core. Both
+servers forward to the same Knot (tests/knot.py, on loopback), both are primed with
+every name of the query file, then dnsperf replays the file against each in turn. Servers
+are pinned to CPU 1 and dnsperf to CPU 0 (``taskset``), Unbound runs one thread and mcdns
+one process, so the figures compare one core with one core.
+
+mcdns is started as ``mcdns serve --role resolver --listen ... --upstream ...``; if that
+CLI does not forward yet (it answers REFUSED), the script runs the real ``App`` with a
+``Resolver`` plugged in, under uvloop, in a child process instead, and says so.
+
+    .venv/bin/python bench/resolver_bench.py [--seconds 5] [--edns] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from knot import ZONE, Knot, free_port  # noqa: E402
+
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+NAMES = ["www", "alias", "ns"] + [f"n{i}" for i in range(200)]
+
+UNBOUND_CONF = """server:
+    num-threads: 1
+    interface: 127.0.0.1@{port}
+    port: {port}
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: "{dir}/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    module-config: "iterator"
+    do-not-query-localhost: no
+    access-control: 127.0.0.0/8 allow
+    local-zone: "test." nodefault
+    domain-insecure: "test."
+    qname-minimisation: no
+    so-reuseport: no
+    prefetch: no
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@{upstream}
+"""
+
+INPROCESS = """
+import asyncio, sys, uvloop
+from mcdns.app import App
+from mcdns.config import build
+from mcdns.resolver import Resolver
+
+async def main() -> None:
+    cfg = build({{"role": "resolver", "listen": ["127.0.0.1:{port}"], "http": None,
+                 "upstreams": ["127.0.0.1:{upstream}"]}})
+    async with App(cfg, forwarder=Resolver(cfg)):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+uvloop.run(main())
+"""
+
+
+@dataclass
+class Figure:
+    server: str
+    how: str
+    qps: float
+    completed: int
+    lost: int
+    avg_latency_ms: float
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if shutil.which("taskset") else argv
+
+
+def ask(port: int, name: str, timeout: float = 1.0) -> int | None:
+    """Send one A query; return the reply's rcode (None: no reply)."""
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+    query = bytes.fromhex("beef01000001000000000000") + qname + b"\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(query, ("127.0.0.1", port))
+            reply = s.recv(4096)
+        except OSError:
+            return None
+    return reply[3] & 0x0F
+
+
+def wait_answering(port: int, proc: subprocess.Popen[bytes], seconds: float = 15.0) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        rcode = ask(port, f"www.{ZONE}", 0.3)
+        if rcode is not None:
+            return rcode
+    raise RuntimeError("server did not answer in time")
+
+
+def start_unbound(tmp: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = tmp / "unbound.conf"
+    conf.write_text(UNBOUND_CONF.format(port=port, dir=tmp, upstream=upstream))
+    proc = subprocess.Popen(pinned(SERVER_CPU, ["unbound", "-d", "-c", str(conf)]))
+    if wait_answering(port, proc) != 0:
+        raise RuntimeError("unbound does not resolve the test zone")
+    return proc, port
+
+
+def start_mcdns(upstream: int) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    mcdns = str(Path(sys.executable).parent / "mcdns")
+    argv = [mcdns, "serve", "--role", "resolver", "--listen", f"127.0.0.1:{port}",
+            "--upstream", f"127.0.0.1:{upstream}"]
+    proc = subprocess.Popen(pinned(SERVER_CPU, argv), stderr=subprocess.DEVNULL)
+    try:
+        if wait_answering(port, proc) == 0:
+            return proc, port, "mcdns serve --role resolver"
+    except RuntimeError:
+        pass
+    stop(proc)
+    print("bench: the CLI does not forward yet; running App + Resolver in-process instead",
+          file=sys.stderr)
+    code = INPROCESS.format(port=port, upstream=upstream)
+    proc = subprocess.Popen(pinned(SERVER_CPU, [sys.executable, "-c", code]),
+                            stdout=subprocess.DEVNULL)
+    if wait_answering(port, proc) != 0:
+        raise RuntimeError("mcdns does not resolve the test zone")
+    return proc, port, "App(cfg, forwarder=Resolver(cfg)) under uvloop"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def prime(port: int) -> None:
+    for name in NAMES:
+        if ask(port, f"{name}.{ZONE}", 2.0) != 0:
+            raise RuntimeError(f"priming {name}.{ZONE} failed")
+
+
+def dnsperf(port: int, queries: Path, seconds: float, edns: bool) -> tuple[float, int, int, float]:
+    argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
+            "-l", f"{seconds:g}", "-q", "100", "-t", "2"]
+    if edns:
+        argv.append("-e")
+    out = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True,
+                         timeout=seconds + 30, check=True).stdout
+
+    def grab(label: str) -> float:
+        m = re.search(label + r":\s+([\d.]+)", out)
+        if m is None:
+            raise RuntimeError(f"dnsperf printed no {label!r}:\n{out}")
+        return float(m.group(1))
+
+    return (grab("Queries per second"), int(grab("Queries completed")),
+            int(grab("Queries lost")), grab(r"Average Latency \(s\)") * 1000)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="dnsperf run per server")
+    ap.add_argument("--edns", action="store_true", help="queries with EDNS0 (dnsperf -e)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    for tool in ("knotd", "knotc", "unbound", "dnsperf"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is not installed", file=sys.stderr)
+            return 2
+    figures: list[Figure] = []
+    with Knot() as knot, tempfile.TemporaryDirectory(prefix="mcdns-rbench-") as tmpdir:
+        tmp = Path(tmpdir)
+        queries = tmp / "queries.txt"
+        queries.write_text("".join(f"{n}.{ZONE} A\n" for n in NAMES))
+        ub, ub_port = start_unbound(tmp, knot.port)
+        try:
+            prime(ub_port)
+            qps, done, lost, lat = dnsperf(ub_port, queries, args.seconds, args.edns)
+            figures.append(Figure("unbound", "1 thread, forwarding", qps, done, lost, lat))
+        finally:
+            stop(ub)
+        md, md_port, how = start_mcdns(knot.port)
+        try:
+            prime(md_port)
+            upstream_before = knot.queries()
+            qps, done, lost, lat = dnsperf(md_port, queries, args.seconds, args.edns)
+            figures.append(Figure("mcdns", how, qps, done, lost, lat))
+            upstream_during = knot.queries() - upstream_before
+        finally:
+            stop(md)
+    ratio = figures[1].qps / figures[0].qps if figures[0].qps else 0.0
+    print(f"cached-answer throughput, {len(NAMES)} names, {args.seconds:g}s each, "
+          f"EDNS {'on' if args.edns else 'off'}, servers on CPU {SERVER_CPU}, "
+          f"dnsperf on CPU {CLIENT_CPU} ({os.cpu_count()} CPUs)")
+    print(f"{'server':8} {'QPS':>10} {'completed':>10} {'lost':>6} {'avg ms':>8}  how")
+    for f in figures:
+        print(f"{f.server:8} {f.qps:10.0f} {f.completed:10d} {f.lost:6d} "
+              f"{f.avg_latency_ms:8.3f}  {f.how}")
+    print(f"ratio mcdns/unbound = {ratio:.2f} (goal >= 0.5); "
+          f"upstream queries during the mcdns run: {upstream_during}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"figures": [asdict(f) for f in figures], "ratio": ratio,
+             "seconds": args.seconds, "edns": args.edns,
+             "upstream_queries_during_mcdns_run": upstream_during}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
