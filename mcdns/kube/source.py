@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient, Configuration
+from typing import Any
 
 from mcdns.config import Config
+from mcdns.kube.client import ApiClient, Configuration, kube_config
 from mcdns.kube.resources import ALL, NAMESPACES, Resource
 from mcdns.kube.settings import KubeStats, WatchSettings
 from mcdns.kube.watcher import Watcher
@@ -27,7 +26,7 @@ class ClientConfigError(Exception):
     """Neither the kubeconfig nor the in-cluster config could be loaded."""
 
 
-async def load_client_config(cfg: Config) -> Configuration:
+async def load_client_config(cfg: Config) -> Any:
     """Client configuration from ``cfg.kubeconfig``, else the pod's service account."""
     conf = Configuration()
     try:
@@ -36,8 +35,7 @@ async def load_client_config(cfg: Config) -> Configuration:
                                                client_configuration=conf,
                                                persist_config=False)
         else:
-            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=conf)
+            kube_config.load_incluster_config(client_configuration=conf)
     except (kube_config.ConfigException, OSError, ValueError) as e:
         where = cfg.kubeconfig or "in-cluster service account"
         raise ClientConfigError(f"cannot load Kubernetes client config ({where}): {e}") from e
@@ -64,7 +62,7 @@ class KubeSource:
     """Feeds ``store`` from the API server. ``await run()`` until cancelled."""
 
     def __init__(self, cfg: Config, store: Store, settings: WatchSettings | None = None,
-                 client_config: Configuration | None = None) -> None:
+                 client_config: Any = None) -> None:
         self.cfg = cfg
         self.store = store
         self.settings = settings or WatchSettings()
@@ -101,7 +99,10 @@ class KubeSource:
                     self._commit()
 
     def _schedule_commit(self) -> None:
-        if self._commit_handle is None:
+        """Commit at the end of this turn of the loop. Until every resource has been
+        listed once nothing is committed: the first answers are compiled once, from the
+        whole first list, instead of once per resource (nothing is served before then)."""
+        if self._commit_handle is None and self.store.synced:
             self._commit_handle = asyncio.get_running_loop().call_soon(self._commit)
 
     def _commit(self) -> None:

@@ -245,7 +245,7 @@ class Watcher:
             self.store.delete(self.res.kind, key)
         for obj in objs.values():
             self.store.upsert(obj)
-        self.store.commit()
+        self.schedule_commit()
 
     def _existing(self) -> set[Key]:
         st = self.store
@@ -268,7 +268,7 @@ class Watcher:
     def _synced(self) -> None:
         if not self.store.synced_sources.get(self.name):
             self.store.mark_synced(self.name)
-            self.store.commit()
+            self.schedule_commit()
             log.info("watch %s: synced", self.name)
 
     def _contact(self) -> float:
