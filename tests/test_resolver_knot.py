@@ -1,8 +1,9 @@
 """The resolver against a real upstream (Knot DNS on loopback) and real clients.
 
-Clients are dnspython and ``dig``, talking to the resolver through a small UDP/TCP front
-(tests/resolver_front.py) that calls ``Resolver.answer`` as the server's handler does.
-Cache expiry is driven by a fake clock, so nothing sleeps for a TTL.
+Clients are dnspython and ``dig``, talking to the real mcdns server (``App`` with the
+``Resolver`` as its forwarder) running on the test's own event loop, so the test can
+also look at the resolver's counters. Cache expiry is driven by a fake clock, so nothing
+sleeps for a TTL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import dns.asyncquery
@@ -22,8 +24,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from knot import MANY_COUNT, SOA_MINIMUM, WWW_TTL, ZONE, Knot, available
-from resolver_front import FakeClock, Front
 
+from mcdns.app import App
 from mcdns.config import build
 from mcdns.resolver import Resolver
 
@@ -40,9 +42,33 @@ def knot() -> Iterator[Knot]:
         yield k
 
 
+class FakeClock:
+    """A monotonic clock the test moves forward by hand (TTL countdown and expiry)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def resolver(*upstreams: str, clock: Callable[[], float] | None = None, **keys: Any) -> Resolver:
-    cfg = build({"role": "resolver", "upstreams": list(upstreams), **keys})
+    values = {"role": "resolver", "listen": ["127.0.0.1:0"], "http": None}
+    cfg = build({**values, "upstreams": list(upstreams), **keys})
     return Resolver(cfg, clock=clock) if clock else Resolver(cfg)
+
+
+@asynccontextmanager
+async def serving(res: Resolver) -> AsyncIterator[int]:
+    """The real server with ``res`` as its forwarder, on this loop; yields its port."""
+    async with App(res.cfg, forwarder=res) as app:
+        try:
+            yield app.addresses[0].port
+        finally:
+            await res.close()
 
 
 def run(make: Callable[[], Awaitable[None]]) -> None:
@@ -54,12 +80,13 @@ def run(make: Callable[[], Awaitable[None]]) -> None:
 
 
 async def ask(
-    front: Front, name: str, rdtype: str = "A", tcp: bool = False, edns: int = 0
+    port: int, name: str, rdtype: str = "A", tcp: bool = False, payload: int = 0
 ) -> dns.message.Message:
-    q = dns.message.make_query(name, rdtype, use_edns=edns if edns else False)
+    """Ask the server; with EDNS (version 0) when ``payload`` is given."""
+    q = dns.message.make_query(name, rdtype, use_edns=0 if payload else False, payload=payload)
     if tcp:
-        return await dns.asyncquery.tcp(q, "127.0.0.1", port=front.port, timeout=10)
-    return await dns.asyncquery.udp(q, "127.0.0.1", port=front.port, timeout=10)
+        return await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=10)
+    return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=10)
 
 
 def first_ttl(msg: dns.message.Message) -> int:
@@ -71,14 +98,14 @@ def test_answer_comes_from_upstream_then_from_cache(knot: Knot) -> None:
     res = resolver(knot.address, clock=clock)
 
     async def go() -> None:
-        async with Front(res) as front:
-            first = await ask(front, f"www.{ZONE}")
+        async with serving(res) as port:
+            first = await ask(port, f"www.{ZONE}")
             assert first.rcode() == dns.rcode.NOERROR
             assert first_ttl(first) == WWW_TTL
             assert {r.address for r in first.answer[0]} == {"192.0.2.1"}
             before = knot.queries()
             clock.advance(42.3)
-            again = await ask(front, f"WWW.{ZONE.upper()}")
+            again = await ask(port, f"WWW.{ZONE.upper()}")
             assert first_ttl(again) == WWW_TTL - 42
             assert again.question[0].name.to_text() == f"WWW.{ZONE.upper()}."
             assert knot.queries() == before
@@ -91,8 +118,8 @@ def test_dig_gets_cached_answers_and_retries_big_ones_over_tcp(knot: Knot) -> No
     res = resolver(knot.address)
 
     async def go() -> None:
-        async with Front(res) as front:
-            base = ["dig", "@127.0.0.1", "-p", str(front.port), "+tries=1", "+time=5"]
+        async with serving(res) as port:
+            base = ["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=5"]
 
             async def dig(*args: str) -> str:
                 proc = await asyncio.create_subprocess_exec(
@@ -118,19 +145,19 @@ def test_nxdomain_is_cached_for_the_soa_minimum(knot: Knot) -> None:
     res = resolver(knot.address, clock=clock)
 
     async def go() -> None:
-        async with Front(res) as front:
+        async with serving(res) as port:
             name = f"nothing-here.{ZONE}"
-            first = await ask(front, name)
+            first = await ask(port, name)
             assert first.rcode() == dns.rcode.NXDOMAIN
             before = knot.queries()
             clock.advance(SOA_MINIMUM - 0.5)
-            cached = await ask(front, name)
+            cached = await ask(port, name)
             assert cached.rcode() == dns.rcode.NXDOMAIN
             assert cached.authority[0].rdtype == dns.rdatatype.SOA
             assert cached.authority[0].ttl == 1  # counted down from SOA_MINIMUM
             assert knot.queries() == before
             clock.advance(1.0)
-            expired = await ask(front, name)
+            expired = await ask(port, name)
             assert expired.rcode() == dns.rcode.NXDOMAIN
             assert knot.queries() == before + 1
 
@@ -142,11 +169,11 @@ def test_nodata_is_cached_too(knot: Knot) -> None:
     res = resolver(knot.address, clock=clock)
 
     async def go() -> None:
-        async with Front(res) as front:
-            first = await ask(front, f"txt.{ZONE}", "AAAA")
+        async with serving(res) as port:
+            first = await ask(port, f"txt.{ZONE}", "AAAA")
             assert first.rcode() == dns.rcode.NOERROR and not first.answer
             before = knot.queries()
-            again = await ask(front, f"txt.{ZONE}", "AAAA")
+            again = await ask(port, f"txt.{ZONE}", "AAAA")
             assert not again.answer and again.authority[0].rdtype == dns.rdatatype.SOA
             assert knot.queries() == before
 
@@ -159,26 +186,26 @@ def test_upstream_stopped_stale_answers_and_fast_servfail() -> None:
         res = resolver(own.address, clock=clock, upstream_timeout=0.5, serve_stale=600)
 
         async def go() -> None:
-            async with Front(res) as front:
-                assert first_ttl(await ask(front, f"www.{ZONE}")) == WWW_TTL
+            async with serving(res) as port:
+                assert first_ttl(await ask(port, f"www.{ZONE}")) == WWW_TTL
                 own.stop()
                 clock.advance(WWW_TTL + 10)
-                stale = await ask(front, f"www.{ZONE}")
+                stale = await ask(port, f"www.{ZONE}")
                 assert stale.rcode() == dns.rcode.NOERROR and first_ttl(stale) == 30
                 assert res.stale_served == 1
                 asked = res.upstreams[0].stats.requests
-                again = await ask(front, f"www.{ZONE}")  # upstream known down: not asked
+                again = await ask(port, f"www.{ZONE}")  # upstream known down: not asked
                 assert first_ttl(again) == 30 and res.upstreams[0].stats.requests == asked
                 started = time.monotonic()
-                fail = await ask(front, f"short.{ZONE}")
+                fail = await ask(port, f"short.{ZONE}")
                 assert fail.rcode() == dns.rcode.SERVFAIL
                 assert time.monotonic() - started < 0.5 + 0.5
                 clock.advance(600)  # past the serve-stale window
-                gone = await ask(front, f"www.{ZONE}")
+                gone = await ask(port, f"www.{ZONE}")
                 assert gone.rcode() == dns.rcode.SERVFAIL
                 own.start()
                 res.upstreams[0].failed_until = 0.0
-                back = await ask(front, f"www.{ZONE}")
+                back = await ask(port, f"www.{ZONE}")
                 assert first_ttl(back) == WWW_TTL
 
         run(go)
@@ -190,9 +217,9 @@ def test_uncached_servfail_within_timeout_when_upstream_is_silent() -> None:
         res = resolver(f"127.0.0.1:{silent.getsockname()[1]}", upstream_timeout=0.3)
 
         async def go() -> None:
-            async with Front(res) as front:
+            async with serving(res) as port:
                 started = time.monotonic()
-                reply = await ask(front, f"www.{ZONE}")
+                reply = await ask(port, f"www.{ZONE}")
                 elapsed = time.monotonic() - started
                 assert reply.rcode() == dns.rcode.SERVFAIL
                 assert 0.3 <= elapsed < 0.3 + 0.7
@@ -208,13 +235,13 @@ def test_second_upstream_takes_over_when_the_first_is_dead(knot: Knot) -> None:
         res = resolver(dead_addr, knot.address, upstream_timeout=0.3)
 
         async def go() -> None:
-            async with Front(res) as front:
+            async with serving(res) as port:
                 started = time.monotonic()
-                first = await ask(front, f"www.{ZONE}")
+                first = await ask(port, f"www.{ZONE}")
                 assert first.rcode() == dns.rcode.NOERROR
                 assert time.monotonic() - started >= 0.3
                 started = time.monotonic()
-                other = await ask(front, f"short.{ZONE}")
+                other = await ask(port, f"short.{ZONE}")
                 assert other.rcode() == dns.rcode.NOERROR
                 assert time.monotonic() - started < 0.3  # the dead one is tried last now
                 dead_stats, live_stats = (u.stats for u in res.upstreams)
@@ -258,8 +285,8 @@ def test_spoofed_replies_with_wrong_id_or_question_are_ignored() -> None:
         try:
             port = transport.get_extra_info("sockname")[1]
             res = resolver(f"127.0.0.1:{port}", upstream_timeout=2.0)
-            async with Front(res) as front:
-                reply = await ask(front, f"victim.{ZONE}")
+            async with serving(res) as port:
+                reply = await ask(port, f"victim.{ZONE}")
                 assert [r.address for r in reply.answer[0]] == ["192.0.2.99"]
                 assert res.upstreams[0].stats.ignored == 2
         finally:
@@ -272,9 +299,9 @@ def test_concurrent_identical_queries_go_upstream_once(knot: Knot) -> None:
     res = resolver(knot.address)
 
     async def go() -> None:
-        async with Front(res) as front:
+        async with serving(res) as port:
             before = knot.queries()
-            replies = await asyncio.gather(*(ask(front, f"n7.{ZONE}") for _ in range(20)))
+            replies = await asyncio.gather(*(ask(port, f"n7.{ZONE}") for _ in range(20)))
             assert all(r.answer[0][0].address == "203.0.113.8" for r in replies)
             assert knot.queries() == before + 1
             assert res.upstreams[0].stats.requests == 1
@@ -287,13 +314,13 @@ def test_cache_never_exceeds_its_bound(knot: Knot) -> None:
     res = resolver(knot.address, cache_size=50)
 
     async def go() -> None:
-        async with Front(res) as front:
+        async with serving(res) as port:
             for i in range(120):
-                reply = await ask(front, f"n{i}.{ZONE}")
+                reply = await ask(port, f"n{i}.{ZONE}")
                 assert reply.rcode() == dns.rcode.NOERROR
                 assert res.entries <= 50
             assert res.entries == 50 and res.evictions == 70
-            recent = await ask(front, f"n119.{ZONE}")
+            recent = await ask(port, f"n119.{ZONE}")
             assert recent.answer and res.hits == 1  # the most recent names stay cached
 
     run(go)
@@ -308,8 +335,8 @@ def test_allow_list_refuses_other_clients(knot: Knot) -> None:
     assert narrow.allowed("10.1.2.3") and not narrow.allowed("127.0.0.1")
 
     async def go() -> None:
-        async with Front(narrow) as front:
-            reply = await ask(front, f"www.{ZONE}")
+        async with serving(narrow) as port:
+            reply = await ask(port, f"www.{ZONE}")
             assert reply.rcode() == dns.rcode.REFUSED
             assert narrow.misses == 0
 
@@ -320,11 +347,13 @@ def test_edns_do_bit_is_part_of_the_cache_key(knot: Knot) -> None:
     res = resolver(knot.address)
 
     async def go() -> None:
-        async with Front(res) as front:
-            plain = await ask(front, f"www.{ZONE}", edns=1232)
+        async with serving(res) as port:
+            plain = await ask(port, f"www.{ZONE}", payload=1232)
             q = dns.message.make_query(f"www.{ZONE}", "A", want_dnssec=True)
-            signed = await dns.asyncquery.udp(q, "127.0.0.1", port=front.port, timeout=10)
-            assert plain.edns == 0 and signed.ednsflags & dns.flags.DO
+            signed = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=10)
+            assert plain.rcode() == signed.rcode() == dns.rcode.NOERROR
+            assert plain.edns == 0 and not plain.ednsflags & dns.flags.DO
+            assert signed.ednsflags & dns.flags.DO
             assert res.misses == 2 and res.entries == 2
 
     run(go)
