@@ -86,6 +86,7 @@ class FakeKubeAPI:
         self.served: dict[str, tuple[str, ...]] = {}
         for g in crds:
             self.enable_group(g, import_versions if g == "multicluster.x-k8s.io" else None)
+        self.end_watches_at_once = False  # a broken proxy: every watch ends empty
         self.gone_in_stream = True  # too-old watch: 200 + ERROR event (else HTTP 410)
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.failing: int | None = None  # HTTP status every request gets while set
@@ -359,6 +360,9 @@ class FakeKubeAPI:
                 return resp
             for ev in replay:
                 await _line(resp, _event(ev, res, version))
+            if self.end_watches_at_once:
+                await resp.write_eof()
+                return resp
             await self._pump(request, resp, w, res, version, bookmarks, timeout)
         finally:
             self.watches.discard(w)

@@ -262,6 +262,21 @@ def test_silent_stream_is_reopened_after_inactivity() -> None:
     run(go())
 
 
+def test_watch_that_ends_at_once_backs_off() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            r.api.end_watches_at_once = True
+            r.api.cut_watches()
+            await r.until(lambda: restarts(r, "empty_stream") >= 10, what="empty streams")
+            assert lists(r, "services") == 1
+            r.api.end_watches_at_once = False
+            r.api.remove("Service", "default", "web")
+            await r.until(lambda: ("default", "web") not in r.store.services)
+
+    run(go())
+
+
 def test_namespace_filter() -> None:
     async def go() -> None:
         async with running(demo_api(), namespaces=("other",)) as r:

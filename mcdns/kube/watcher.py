@@ -166,6 +166,8 @@ class Watcher:
         query = [("watch", "1"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
                  ("timeoutSeconds", str(s.watch_timeout()))]
         path = self.res.path(self.version, self.namespace)
+        opened = time.monotonic()
+        seen = 0
         try:
             async for events in watch_lines(self.api, path, query, s.connect_timeout,
                                             s.inactivity):
@@ -174,9 +176,13 @@ class Watcher:
                 for ev in events:
                     self._apply(ev, now)
                 if events:
+                    seen += len(events)
                     self.schedule_commit()
         finally:
             self.schedule_commit()  # whatever was applied before a failure goes out too
+        if not seen and time.monotonic() - opened < 1.0:
+            # a stream that ends at once with nothing in it: do not spin, back off
+            raise KubeError("empty_stream", f"watch {self.name}: stream ended at once")
 
     def _apply(self, ev: Obj, now: float) -> None:
         etype = ev.get("type")
