@@ -136,6 +136,7 @@ def chart(path: Path, s: dict[str, Any], meta: dict[str, Any]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     mixes = list(s["mixes"])
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
@@ -151,11 +152,15 @@ def chart(path: Path, s: dict[str, Any], meta: dict[str, Any]) -> None:
         bars = ax.bar(xs, ys, width, label=LABELS[srv], color=colors[srv])
         ax.bar_label(bars, labels=[f"{y / 1000:.1f}k" for y in ys], fontsize=8, padding=2)
     ax.set_yscale("log")
+    top = max((r["qps"] for rows in s["mixes"].values() for r in rows.values()), default=1e5)
+    ax.set_ylim(300, top * 3)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y / 1000:g}k"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
     ax.set_xticks(range(len(mixes)), [f"mix {MIXES[m]}" for m in mixes], fontsize=8)
     ax.set_ylabel("queries/s (median, server capped at 50% of one core)")
     ax.set_title(f"DNS throughput, {meta['services']:,} services — {meta['date']}, "
                  f"{meta['nproc']} x {meta['cpu']}", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncols=len(SERVERS))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -165,30 +170,34 @@ def readme(s: dict[str, Any], meta: dict[str, Any]) -> str:
     """The README's "Performance" section."""
     cap = {"v1": "a cgroup v1 CFS quota", "v2": "a cgroup v2 `cpu.max`"}.get(
         meta["cap"], "**no CPU cap (no writable cgroup)**")
+    runs = f"{meta['runs']} run{'s' if meta['runs'] != 1 else ''} of {meta['seconds']:g} s"
     return f"""## Performance
 
-mcdns answers from pre-encoded answers and parses only the question on the hot path, so a
-Python process stays within reach of a C authoritative server. `make bench` measures it
-side by side with [Knot DNS](https://www.knot-dns.cz/) serving the equivalent zone and with
-the naive Python approach (dnslib's own `DNSServer` with a resolver), all from the same
-generated cluster of {meta['services']:,} services (`bench/gen.py`: ClusterIP and headless
-Services, EndpointSlices, ServiceImports; the zone holds what mcdns's `local-first` policy
-answers).
+mcdns answers from pre-encoded answers and parses only the question on the hot path, so
+a Python process stays within reach of a C authoritative server. `make bench` measures
+it side by side with [Knot DNS](https://www.knot-dns.cz/) serving the equivalent zone
+and with the naive Python approach (dnslib's own `DNSServer` with a resolver), all from
+the same generated cluster of {meta['services']:,} services (`bench/gen.py`: ClusterIP
+and headless Services, EndpointSlices, ServiceImports; the zone holds what mcdns's
+`local-first` policy answers, and the servers' answers agree).
 
-How it is measured: dnsperf runs on CPU 0; the server under test is pinned to CPU 1 and
-capped at 50% of one CPU with {cap}, so the server is the bottleneck and the figures are
-*per half core*. Each server gets {meta['runs']} runs of {meta['seconds']:g} s per mix,
-alternating, and the median is shown; latency is measured separately at a fixed
-2,000 queries/s. Mix 1 is A queries for existing service names; mix 2 is what pods send
-with `ndots:5` (the search path makes most queries NXDOMAIN), 20% AAAA, 5% SRV, with EDNS.
+How it is measured: dnsperf runs on CPU 0; the server under test is pinned to CPU 1
+and capped at 50% of one CPU with {cap}, so that the server, not dnsperf, is the
+bottleneck: the QPS figures are *per half core*. Each server gets {runs} per mix,
+servers alternating, and the median is shown; latency is measured separately at a fixed
+{meta['rate']:,} queries/s ({meta['latency_seconds']:g} s, p99 over every query). Mix 1
+is A queries for existing service names; mix 2 is what pods send with `ndots:5` (the
+search path makes about half the queries NXDOMAIN), 20% AAAA, 5% SRV, with EDNS. RSS is
+read once each server answers, at {', '.join(f"{int(n):,}" for n in s.get('memory_sizes', []))}
+services; growth is divided by the growth in served names.
 
-Latest run: {meta['date']}, {meta['cpu']}, `nproc` = {meta['nproc']}
-(a shared 2-core machine: expect a few percent of noise), dnsperf {meta['dnsperf']},
-Knot {meta['knot']}, Python {meta['python']}.
+Latest run: {meta['date']}, {meta['nproc']} x {meta['cpu']} (`nproc` = {meta['nproc']},
+shared with other jobs: expect noise), Linux {meta['kernel']}, dnsperf {meta['dnsperf']},
+Knot {meta['knot']}, Python {meta['python']}, mcdns commit {meta['commit']}.
 
 {table(s)}
 ![throughput chart](bench/results/chart.png)
 
-Every run is in `bench/results/results.json`. Run `make bench` (or
-`.venv/bin/python -m bench.run --quick` for a one-minute look) to reproduce.
+Every run is in `bench/results/results.json`. `make bench` reproduces it (about
+10 minutes); `.venv/bin/python -m bench.run --quick` takes about 3.
 """

@@ -187,7 +187,7 @@ class Running:
 
 
 def start(name: str, command: CommandFn, data: Data, work: Path, cap: bool = True,
-          timeout: float = 180.0) -> Running:
+          timeout: float = 600.0) -> Running:
     """Start a server pinned to CPU 1, wait until it answers, re-pin its threads, cap it."""
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
