@@ -13,12 +13,13 @@ image's build stage; set MCDNS_WHEELHOUSE to a folder of wheels to install offli
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,21 +102,33 @@ def test_check_config_of_image_default(venv: Path, tmp_path: Path) -> None:
 
 
 def wait_started(proc: subprocess.Popen[str], deadline: float) -> tuple[str, int]:
-    """Read the server's log until its start line; returns the bound DNS address."""
+    """Read the server's log until its start line; returns the bound DNS address.
+
+    A thread reads the lines (select() on a buffered pipe would miss lines already
+    buffered), the test waits on a queue with the deadline.
+    """
     assert proc.stderr is not None
+    stream = proc.stderr
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     seen: list[str] = []
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            match = STARTED.search(line)
-            if match:
-                return match.group(1), int(match.group(2))
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        match = STARTED.search(line)
+        if match:
+            return match.group(1), int(match.group(2))
     raise AssertionError("mcdns did not start:\n" + "".join(seen))
 
 
