@@ -111,6 +111,20 @@ def test_lint_strict(name: str) -> None:
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
+def test_lint_reports_bad_values() -> None:
+    """The lint step can fail: a value of the wrong type is an error."""
+    report: dict[str, Any] = helm.lint(CHART, {"replicaCount": "two"}, strict=True)
+    assert any("replicaCount" in e for e in report["errors"])
+
+
+def test_kubernetes_validate_rejects_unknown_fields(chart: Any) -> None:
+    """Strict validation can fail: an unknown field in a pod spec is refused."""
+    deploy = one(objects(render(chart, {})), "Deployment")
+    deploy["spec"]["template"]["spec"]["dnsPolicyy"] = "Default"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(deploy, KUBE_VERSION, strict=True)
+
+
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_render_validates_strict(chart: Any, name: str) -> None:
     objs = objects(render(chart, VALUE_SETS[name]))
