@@ -367,3 +367,36 @@ def test_no_upstream_but_itself_is_a_config_error(tmp_path: Any) -> None:
     conf.write_text("nameserver 127.0.0.1\nnameserver 192.0.2.53\n")
     res = resolver(resolv_conf=str(conf), listen=["127.0.0.1:53"])
     assert [u.name for u in res.upstreams] == ["192.0.2.53:53"]
+
+
+class RefusingUpstream(asyncio.DatagramProtocol):
+    """Answers every query REFUSED, as a misconfigured upstream does."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = dns.message.make_response(dns.message.from_wire(data))
+        reply.set_rcode(dns.rcode.REFUSED)
+        self.transport.sendto(reply.to_wire(), addr)
+
+
+def test_an_upstream_answering_refused_counts_as_failed(knot: Knot) -> None:
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            RefusingUpstream, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            port_refusing = transport.get_extra_info("sockname")[1]
+            res = resolver(f"127.0.0.1:{port_refusing}", knot.address)
+            async with serving(res) as port:
+                reply = await ask(port, f"www.{ZONE}")
+                assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+                refusing, live = res.upstreams
+                assert refusing.stats.errors == 1 and live.stats.requests == 1
+                assert res._all_failing() is False
+        finally:
+            transport.close()
+
+    run(go)

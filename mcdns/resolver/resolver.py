@@ -144,18 +144,22 @@ class Resolver:
                     self._ttl_range,
                     self.cfg.serve_stale,
                 )
-            except (UpstreamError, wire.WireError) as e:
+            except UpstreamError as e:  # counted by exchange()
                 log.debug("upstream failed: %s", e)
-                self._penalise(up)
-                continue
-            if entry.rcode not in _OK_RCODES:
+            except wire.WireError as e:
                 up.stats.errors += 1
-                self._penalise(up)
-                continue
-            up.failed_until = 0.0
-            if cacheable and self.cfg.cache_size > 0:
-                self.cache[key] = entry
-            return entry
+                log.info("malformed reply from upstream %s: %s", up.name, e)
+            except Exception:
+                up.stats.errors += 1
+                log.exception("forwarding to upstream %s failed", up.name)
+            else:
+                if entry.rcode in _OK_RCODES:
+                    up.failed_until = 0.0
+                    if cacheable and self.cfg.cache_size > 0:
+                        self.cache[key] = entry
+                    return entry
+                up.stats.errors += 1  # SERVFAIL, REFUSED, ...: try the next one
+            self._penalise(up)
         return None
 
     def _order(self) -> list[Upstream]:
