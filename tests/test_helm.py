@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
+import kubernetes_validate as kv  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-helm = pytest.importorskip("helm_python")
-kv = pytest.importorskip("kubernetes_validate")
-
-from mcdns import config as mcdns_config  # noqa: E402
+from mcdns import config as mcdns_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "mcdns"
