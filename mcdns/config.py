@@ -83,6 +83,16 @@ class Config:
     """Concurrent TCP connections accepted; more are closed at once."""
     tcp_max_queries: int = 0
     """Queries answered on one TCP connection before it is closed (0: no limit)."""
+    rrl_responses_per_second: int = 0
+    """UDP response rate limit per client network, responses a second (0: off)."""
+    rrl_slip: int = 2
+    """Every Nth rate-limited response goes out truncated (TC=1) instead of dropped (0: never)."""
+    rrl_window: int = 15
+    """Seconds of excess a flooding client network must pay back before answers resume."""
+    rrl_ipv4_prefix: int = 24
+    """Prefix length grouping IPv4 clients into one rate-limited network."""
+    rrl_ipv6_prefix: int = 56
+    """Prefix length grouping IPv6 clients into one rate-limited network."""
     upstreams: tuple[HostPort, ...] = ()
     """Resolver role: upstream servers (empty: nameservers of resolv_conf)."""
     resolv_conf: str = "/etc/resolv.conf"
@@ -261,6 +271,16 @@ def _coerce(key: str, value: Any) -> Any:
             return _int(value, key, 1, 1_000_000)
         case "tcp_max_queries":
             return _int(value, key, 0, 1_000_000_000)
+        case "rrl_responses_per_second":
+            return _int(value, key, 0, 10_000_000)
+        case "rrl_slip":
+            return _int(value, key, 0, 10)
+        case "rrl_window":
+            return _int(value, key, 1, 3600)
+        case "rrl_ipv4_prefix":
+            return _int(value, key, 8, 32)
+        case "rrl_ipv6_prefix":
+            return _int(value, key, 16, 128)
         case "cache_size":
             return _int(value, key, 0, 10_000_000)
         case "cache_min_ttl" | "cache_max_ttl":
