@@ -142,6 +142,10 @@ def machine(args: argparse.Namespace, cap: str) -> dict[str, Any]:
     knot_v = subprocess.run(["knotd", "--version"], capture_output=True, text=True).stdout
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mcdns"],
+                           capture_output=True, text=True).stdout.strip()
+    if dirty:
+        commit += "+uncommitted"
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
