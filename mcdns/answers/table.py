@@ -44,7 +44,8 @@ class Entry:
     counts: bytes  # QD, AN, NS, AR (8 bytes) without EDNS
     counts_edns: bytes  # the same with one more additional record (OPT)
     body: bytes  # sections after the question
-    size: int  # header + question + body, without OPT
+    size: int  # header + question + body, without OPT (for the canonical question)
+    tail: int  # the response's size minus the index past the query's name
     minimal: Entry | None = None  # the same without the additional section, if any
 
 
@@ -63,7 +64,8 @@ def name_wire(name: str) -> bytes:
 def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
                minimal: Entry | None = None) -> Entry:
     return Entry(rcode, struct.pack(">HHHH", 1, an, ns, ar),
-                 struct.pack(">HHHH", 1, an, ns, ar + 1), body, 12 + qlen + len(body), minimal)
+                 struct.pack(">HHHH", 1, an, ns, ar + 1), body, 12 + qlen + len(body),
+                 len(body) + 4, minimal)
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +77,8 @@ class Zone:
     ttl: int
     serial: int = 0
     negative: bytes = b""  # authority section: the SOA, uncompressed
+    nxdomain: Entry | None = None  # negative answers with that authority section
+    nodata: Entry | None = None
 
     def soa(self) -> SOA:
         return SOA(f"ns.dns.{self.name}.", f"hostmaster.{self.name}.",
@@ -84,6 +88,8 @@ class Zone:
         buf = DNSBuffer()
         RR(self.name + ".", T_SOA, rdata=self.soa(), ttl=self.ttl).pack(_NoCompress(buf))
         self.negative = bytes(buf.data)
+        self.nxdomain = make_entry(RCODE_NXDOMAIN, 0, 1, 0, self.negative, 0)
+        self.nodata = make_entry(RCODE_NOERROR, 0, 1, 0, self.negative, 0)
 
 
 class _NoCompress:

@@ -32,6 +32,7 @@ CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 
 Response = bytes | None | Awaitable[bytes | None]
+_FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
 
 
 class Forwarder(Protocol):
@@ -72,30 +73,52 @@ class Handler:
             if counts == w.COUNTS_Q1:
                 qend = wire.find(0, 12) + 1
                 if qend and qend + 4 == n:
-                    e = self.table.entries.get(wire[12:qend].lower() + wire[qend:n])
-                    if e is not None and (tcp or e.size <= 512):
+                    name = wire[12:qend].lower()
+                    e = self.table.entries.get(name + wire[qend:n]) or self._negative_entry(
+                        name, wire, qend)
+                    if e is not None and (tcp or qend + e.tail <= 512):
                         return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                  (0x80 if self.ra else 0) | (wire[3] & 0x10)))
+                                                  (0x80 if self.ra else 0) | (wire[3] & 0x10)
+                                                  | e.rcode))
                                 + e.counts + wire[12:n] + e.body)
             elif counts == w.COUNTS_Q1_OPT:
                 qend = wire.find(0, 12) + 1
                 # OPT right after the question: root owner, type 41, no options, version 0.
                 if (qend and qend + 15 == n and wire[qend + 4:qend + 7] == b"\x00\x00\x29"
                         and wire[qend + 10] == 0 and wire[n - 2:] == b"\x00\x00"):
-                    e = self.table.entries.get(wire[12:qend].lower() + wire[qend:qend + 4])
+                    name = wire[12:qend].lower()
+                    e = self.table.entries.get(name + wire[qend:qend + 4]) or self._negative_entry(
+                        name, wire, qend)
                     if e is not None:
                         do = wire[qend + 11] & 0x80 != 0
                         limit = 65535 if tcp else min(
                             max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)
-                        if e.size + 11 <= limit:
+                        if qend + e.tail + 11 <= limit:
                             return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                      (0x80 if self.ra else 0) | (wire[3] & 0x10)))
+                                                      (0x80 if self.ra else 0) | (wire[3] & 0x10)
+                                                      | e.rcode))
                                     + e.counts_edns + wire[12:qend + 4] + e.body + self._opt[do])
         try:
             return self._slow(wire, peer, tcp)
         except Exception:
             log.exception("error answering a query; SERVFAIL")
             return w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
+
+    def _negative_entry(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
+        """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
+        (other classes, zone transfers, pods, CNAMEs, not yet synced, out of zone)."""
+        if wire[qend + 2:qend + 4] != b"\x00\x01" or wire[qend:qend + 2] in _FULL_PATH_TYPES:
+            return None
+        zone = self.table.zone_of(name)
+        if zone is None or name in self.table.aliases or not self.store.synced:
+            return None
+        if self._pod_zone is not None and name.endswith(self._pod_zone):
+            return None
+        if name in self.table.exists:
+            return zone.nodata
+        if self.forwarder is not None and zone.name.endswith("arpa"):
+            return None
+        return zone.nxdomain
 
     # ---- everything else ---------------------------------------------------------------
 
