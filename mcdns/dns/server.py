@@ -86,6 +86,7 @@ class TCPProtocol(asyncio.Protocol):
         self.queries = 0
         self.pending = 0
         self.closing = False
+        self.paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
 
@@ -118,11 +119,25 @@ class TCPProtocol(asyncio.Protocol):
             return
         self.transport.close()
 
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading its queries, so answers
+        pile up in its socket, not in our memory (flow control; resumed below)."""
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self._last = asyncio.get_running_loop().time()
+            self.transport.resume_reading()
+            self.data_received(b"")  # answer what was read before the pause
+
     def data_received(self, data: bytes) -> None:
         self._last = asyncio.get_running_loop().time()
         buf = self.buf
         buf += data
-        while len(buf) >= 2 and not self.closing:
+        while len(buf) >= 2 and not self.closing and not self.paused:
             (length,) = struct.unpack_from(">H", buf)
             if len(buf) < 2 + length:
                 break
@@ -137,8 +152,8 @@ class TCPProtocol(asyncio.Protocol):
                 self.state.spawn(self._later(cast(Awaitable[bytes | None], resp)))
             if self.max_queries and self.queries >= self.max_queries:
                 self.close_when_done()
-        if len(buf) > MAX_TCP_BUFFER:  # pragma: no cover - a length prefix caps this
-            self.close_when_done()
+        if len(buf) > MAX_TCP_BUFFER and not self.paused:  # pragma: no cover - a length
+            self.close_when_done()  # prefix caps this; paused, one read's worth may wait
 
     async def _later(self, resp: Awaitable[bytes | None]) -> None:
         try:
