@@ -103,7 +103,7 @@ async def child_main(kubeconfig: str, store_only: bool) -> None:
         store.subscribe(on_commit)
         await KubeSource(cfg, store).run()
         return
-    async with App(cfg, store=store) as app:
+    async with App(cfg, store=store, sources=False) as app:
         store.subscribe(on_commit)  # after the compiler: runs once the answers are new
         addr = app.addresses[0]
         out.write(json.dumps({"dns": [addr.host, addr.port]}) + "\n")

@@ -20,6 +20,8 @@ from mcdns.answers.compiler import Compiler
 from mcdns.config import Config, HostPort
 from mcdns.dns.handler import Forwarder, Handler
 from mcdns.dns.server import Listeners
+from mcdns.kube.settings import WatchSettings
+from mcdns.kube.source import KubeSource, load_client_config, source_names
 from mcdns.state.statefile import SOURCE as STATE_SOURCE
 from mcdns.state.statefile import StateFileSource
 from mcdns.state.store import Store
@@ -31,20 +33,36 @@ class App:
     """One mcdns server process's parts, started and stopped together."""
 
     def __init__(self, cfg: Config, store: Store | None = None,
-                 forwarder: Forwarder | None = None) -> None:
+                 forwarder: Forwarder | None = None, sources: bool = True,
+                 kube_settings: WatchSettings | None = None) -> None:
+        """``sources=False`` runs without a state file or API (tests feed the store)."""
         self.cfg = cfg
-        self.store = store or Store(self._sources(cfg))
+        self.run_sources = sources
+        self.kube_settings = kube_settings
+        self.store = store or Store(self._sources(cfg) if sources else ())
         self.compiler = Compiler(cfg, self.store)
+        if forwarder is None and cfg.role == "resolver":
+            from mcdns.resolver import Resolver
+
+            forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
         self.forwarder = forwarder
         self.handler = Handler(cfg, self.compiler, forwarder)
         self.listeners = Listeners(cfg, self.handler.handle)
         self.state_source: StateFileSource | None = None
+        self.kube: KubeSource | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.stopping = False
 
     @staticmethod
     def _sources(cfg: Config) -> tuple[str, ...]:
-        return (STATE_SOURCE,) if cfg.state else ()
+        return (STATE_SOURCE,) if cfg.state else source_names(cfg)
+
+    def _source_text(self) -> str:
+        if self.cfg.state:
+            return f"state:{self.cfg.state}"
+        if self.kube is not None:
+            return "kubernetes:" + (self.cfg.kubeconfig or "in-cluster")
+        return "none"
 
     @property
     def addresses(self) -> list[HostPort]:
@@ -52,15 +70,18 @@ class App:
 
     async def start(self, reuse_port: bool = False) -> None:
         """Load the first state (errors raise), then open the listeners."""
-        if self.cfg.state:
+        if self.run_sources and self.cfg.state:
             self.state_source = StateFileSource(self.cfg.state, self.store)
             self.state_source.load()
             self.tasks.append(asyncio.create_task(self.state_source.run(), name="state-file"))
+        elif self.run_sources:
+            conf = await load_client_config(self.cfg)  # ClientConfigError: the CLI exits 2
+            self.kube = KubeSource(self.cfg, self.store, self.kube_settings, client_config=conf)
+            self.tasks.append(asyncio.create_task(self.kube.run(), name="kube"))
         await self.listeners.start(reuse_port)
         log.info("mcdns started version=%s role=%s zones=%s,%s listen=%s source=%s",
                  __version__, self.cfg.role, self.cfg.zone, self.cfg.clusterset_zone,
-                 ",".join(str(a) for a in self.addresses),
-                 f"state:{self.cfg.state}" if self.cfg.state else "none")
+                 ",".join(str(a) for a in self.addresses), self._source_text())
 
     async def stop(self, drain: float = 5.0) -> None:
         self.stopping = True
@@ -71,6 +92,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self.tasks.clear()
+        if self.forwarder is not None and hasattr(self.forwarder, "close"):
+            await self.forwarder.close()
 
     async def __aenter__(self) -> App:
         await self.start()

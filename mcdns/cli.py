@@ -15,6 +15,7 @@ from typing import Any
 
 from mcdns import __version__
 from mcdns.config import POLICIES, ROLES, Config, ConfigError, load
+from mcdns.kube.source import ClientConfigError
 from mcdns.logs import setup_logging
 from mcdns.state.statefile import StateError, read_objects, reduce_all
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load(args.config, overrides(args))
         setup_logging(cfg.log_format, cfg.log_level)
         return run(cfg)
-    except (ConfigError, StateError) as e:
+    except (ConfigError, StateError, ClientConfigError) as e:
         print(f"mcdns: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -59,7 +59,7 @@ def dns_run(fn: Callable[[Running, App], Awaitable[None]], api: FakeKubeAPI,
     async def go() -> None:
         async with running(api, start_api=start_api) as r:
             cfg: Config = config.build({"listen": ["127.0.0.1:0"], "http": None})
-            async with App(cfg, store=r.store) as app:
+            async with App(cfg, store=r.store, sources=False) as app:
                 await fn(r, app)
 
     async def bounded() -> None:

@@ -64,7 +64,7 @@ def resolver(*upstreams: str, clock: Callable[[], float] | None = None, **keys: 
 @asynccontextmanager
 async def serving(res: Resolver) -> AsyncIterator[int]:
     """The real server with ``res`` as its forwarder, on this loop; yields its port."""
-    async with App(res.cfg, forwarder=res) as app:
+    async with App(res.cfg, forwarder=res, sources=False) as app:
         try:
             yield app.addresses[0].port
         finally:

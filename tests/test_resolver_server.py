@@ -75,7 +75,7 @@ def test_nxdomain_from_upstream(sidecar: Running) -> None:
 def test_clients_outside_the_allow_list_are_refused(knot: Knot) -> None:
     cfg = make_config(role="resolver", upstreams=[knot.address], allow=["10.0.0.0/8"])
     resolver = Resolver(cfg)
-    with running(cfg, forwarder=resolver) as srv:
+    with running(cfg, forwarder=resolver, sources=False) as srv:
         reply = srv.query(f"www.{ZONE}")
         assert reply.rcode() == dns.rcode.REFUSED
         assert resolver.misses == 0 and resolver.hits == 0

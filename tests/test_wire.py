@@ -222,7 +222,7 @@ def test_explain_txt_says_why() -> None:
 
 def test_servfail_before_first_sync() -> None:
     store = Store(sources=("services",))
-    with running(make_config(), store=store) as s:
+    with running(make_config(), store=store, sources=False) as s:
         resp = s.query("serve.default.svc.cluster.local.", "A")
         assert resp.rcode() == dns.rcode.SERVFAIL
         explain = s.query("serve.default.svc.cluster.local.", "TXT", rdclass="CH", tcp=True)

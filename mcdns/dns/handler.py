@@ -76,6 +76,8 @@ class Handler:
                     name = wire[12:qend].lower()
                     e = self.table.entries.get(name + wire[qend:n]) or self._negative_entry(
                         name, wire, qend)
+                    if e is None and fwd is not None and self._forwardable(name, wire, qend):
+                        return fwd.answer(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None and (tcp or qend + e.tail <= 512):
                         return (wire[:2] + bytes((0x84 | (wire[2] & 1),
                                                   (0x80 if self.ra else 0) | (wire[3] & 0x10)
@@ -89,6 +91,8 @@ class Handler:
                     name = wire[12:qend].lower()
                     e = self.table.entries.get(name + wire[qend:qend + 4]) or self._negative_entry(
                         name, wire, qend)
+                    if e is None and fwd is not None and self._forwardable(name, wire, qend):
+                        return fwd.answer(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None:
                         do = wire[qend + 11] & 0x80 != 0
                         limit = 65535 if tcp else min(
@@ -104,10 +108,16 @@ class Handler:
             log.exception("error answering a query; SERVFAIL")
             return w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
 
+    def _forwardable(self, name: bytes, wire: bytes, qend: int) -> bool:
+        """Resolver role: an IN query for a name outside every served zone."""
+        return wire[qend + 2:qend + 4] == b"\x00\x01" and self.table.zone_of(name) is None
+
     def _negative_entry(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
         """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
         (other classes, zone transfers, pods, CNAMEs, not yet synced, out of zone)."""
         if wire[qend + 2:qend + 4] != b"\x00\x01" or wire[qend:qend + 2] in _FULL_PATH_TYPES:
+            return None
+        if not w.is_plain_name(name):  # over 255 octets or a label over 63: FORMERR
             return None
         zone = self.table.zone_of(name)
         if zone is None or name in self.table.aliases or not self.store.synced:
