@@ -65,9 +65,26 @@ def read_name(wire: bytes, i: int) -> tuple[int, bytes] | None:
         if length > 63:  # compression pointer or reserved label type
             return None
         i += length + 1
-        if i - start > MAX_NAME:
+        if i - start >= MAX_NAME:  # with the root label to come: over 255 octets
             return None
     return i, wire[start:i].lower()
+
+
+def is_plain_name(name: bytes) -> bool:
+    """True when ``name`` (everything up to and including the first zero byte) is a
+    valid uncompressed name: labels of 1-63 octets, 255 octets in all. The hot path
+    finds the name end with one ``find(0)``; this is the check it owes before it answers
+    for a name that is not in the table."""
+    n = len(name) - 1
+    if n > MAX_NAME - 1:
+        return False
+    i = 0
+    while i < n:
+        length = name[i]
+        if length > 63:
+            return False
+        i += length + 1
+    return i == n
 
 
 def skip_name(wire: bytes, i: int) -> int | None:
