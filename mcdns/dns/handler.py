@@ -110,7 +110,8 @@ class Handler:
 
     def _forwardable(self, name: bytes, wire: bytes, qend: int) -> bool:
         """Resolver role: an IN query for a name outside every served zone."""
-        return wire[qend + 2:qend + 4] == b"\x00\x01" and self.table.zone_of(name) is None
+        return (wire[qend + 2:qend + 4] == b"\x00\x01" and w.is_plain_name(name)
+                and self.table.zone_of(name) is None)
 
     def _negative_entry(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
         """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
