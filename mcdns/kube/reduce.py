@@ -39,6 +39,7 @@ POLICIES = ("local-first", "local-only", "import-first")
 
 MAX_PORTS = 1000
 MAX_ENDPOINTS = 10000
+MAX_ADDRESSES = 100  # per endpoint, as the API server allows
 MAX_NAME = 253
 MAX_LABEL = 63
 
@@ -72,8 +73,13 @@ def reduce(obj: Mapping[str, Any], kind: Kind | None = None) -> Slim:
     try:
         if not isinstance(name, str) or not _is_label_name(name, MAX_NAME):
             raise ReduceError(f"metadata.name {name!r} is not a valid name")
-        if ns and not _is_label_name(ns, MAX_LABEL):
+        if (ns and not _is_label_name(ns, MAX_LABEL)) or "." in ns:
             raise ReduceError(f"metadata.namespace {ns!r} is not a valid namespace")
+        if kind in (Kind.SERVICE, Kind.IMPORT, Kind.NAMESPACE) and (
+                len(name) > MAX_LABEL or "." in name):
+            # These names become one label of a DNS name: a dot would let an object
+            # answer for another's names (a Service "pod-0.db" for db's pod-0).
+            raise ReduceError(f"metadata.name {name!r} is not a DNS label")
         match kind:
             case Kind.SERVICE:
                 return _service(obj, ns, name)
@@ -161,7 +167,7 @@ def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
     ports = _ports(_get(spec, "ports", []), "spec.ports")
     if stype == "ExternalName":
         ext = spec.get("externalName")
-        if not isinstance(ext, str) or not ext or len(ext) > MAX_NAME:
+        if not isinstance(ext, str) or not _is_label_name(ext.rstrip("."), MAX_NAME):
             raise ReduceError(f"spec.externalName {ext!r} is not a domain name")
         return Service(ns, name, "ExternalName", (), ext.rstrip("."), ports, policy, min_ready)
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
@@ -187,6 +193,8 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
     if provision or managed_by in (KARMADA_DISPATCH, KARMADA_IMPORT):
         local = False
         cluster = str(provision) or cluster or _karmada_cluster(name, service)
+    if (cluster and not _is_label_name(cluster, MAX_LABEL)) or "." in cluster:
+        raise ReduceError(f"source cluster {cluster!r} is not a DNS label")
     addr_type = obj.get("addressType") or "IPv4"
     if addr_type not in ("IPv4", "IPv6", "FQDN"):
         raise ReduceError(f"addressType {addr_type!r} is not IPv4, IPv6 or FQDN")
@@ -198,6 +206,9 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
     eps = []
     for i, ep in enumerate(raw_eps):
         addrs = _get(ep, "addresses", [])
+        if isinstance(addrs, list) and len(addrs) > MAX_ADDRESSES:
+            raise ReduceError(f"endpoints[{i}] has {len(addrs)} addresses "
+                              f"(limit {MAX_ADDRESSES})")
         if addr_type != "FQDN":
             addrs = _ips(addrs, f"endpoints[{i}].addresses")
             want = 4 if addr_type == "IPv4" else 6
