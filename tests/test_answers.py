@@ -292,3 +292,17 @@ def test_pods_disabled(tmp_path: Path) -> None:
     with running(make_config(state=str(path), pods="disabled")) as srv:
         msg = srv.query("10-1-2-3.default.pod.cluster.local.", "A")
         assert msg.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_any_query_answers_every_record_of_the_name(cluster: Running) -> None:
+    name = f"healthy.default.{Z}"
+    msg = cluster.query(name, "ANY", tcp=True)
+    assert msg.rcode() == dns.rcode.NOERROR
+    assert rrsets(msg.answer) == a(name, "10.96.0.1") | {f"{name} 5 in srv 0 100 80 {name}"}
+
+
+def test_endpoint_srv_is_built_on_demand(cluster: Running) -> None:
+    name = f"db-0.hl-ok.default.{Z}"
+    msg = cluster.query(name, "SRV")
+    assert rrsets(msg.answer) == {f"{name} 5 in srv 0 100 5432 {name}"}
+    assert rrsets(msg.additional) == a(name, "10.244.1.1")

@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from mcdns.answers import records
+from mcdns.answers import rdata, records
 from mcdns.answers.health import Decision, decide
-from mcdns.answers.table import AnswerTable
+from mcdns.answers.rdata import T_SRV, T_TXT
+from mcdns.answers.table import AnswerTable, Entry
 from mcdns.config import Config
 from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
 from mcdns.model import Key
@@ -39,10 +40,10 @@ class Compiler:
         self.decisions: dict[Key, Decision] = {}
         self.listeners: list[DecisionListener] = []
         self.last_compile_seconds = 0.0
-        self.table.set_txt(("static", "cluster"), f"dns-version.{cfg.zone}.",
-                           CLUSTER_DNS_VERSION)
-        self.table.set_txt(("static", "clusterset"), f"dns-version.{cfg.clusterset_zone}.",
-                           CLUSTERSET_DNS_VERSION)
+        self.table.set_owner(("static", "dns-version"), {
+            f"dns-version.{cfg.zone}.": {T_TXT: [rdata.txt(CLUSTER_DNS_VERSION)]},
+            f"dns-version.{cfg.clusterset_zone}.": {T_TXT: [rdata.txt(CLUSTERSET_DNS_VERSION)]},
+        })
         self._nameserver_addresses()
         self._namespaces()
         self.table.flush()
@@ -61,6 +62,20 @@ class Compiler:
                 if not ip.is_unspecified:
                     rs.address(f"ns.dns.{zone}.", str(ip), ptr=False)
         self.table.set_owner(("static", "ns"), rs.finish())
+
+    def endpoint_srv(self, wire: bytes) -> Entry | None:
+        """SRV at ``<endpoint>.<svc>.<ns>.svc.<zone>``, built when asked: endpoint names
+        are many and their SRV records rarely queried, so they are not kept compiled."""
+        labels = rdata.name_text(wire).rstrip(".").split(".")
+        zone = self.cfg.zone.split(".")
+        if len(labels) != len(zone) + 4 or labels[len(labels) - len(zone):] != zone:
+            return None
+        label, svc, ns, kind = labels[:4]
+        d = self.decisions.get((ns, svc))
+        if kind != "svc" or d is None or d.service is None:
+            return None
+        rds = records.endpoint_srv(label, self.store.slices_of(ns, svc), rdata.name_text(wire))
+        return self.table.encode(wire, T_SRV, {T_SRV: tuple(rds)}) if rds else None
 
     @property
     def cluster_id(self) -> str:

@@ -6,19 +6,16 @@ per query. ``table.AnswerTable`` turns it into pre-encoded answers.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 
-from dnslib import AAAA, CNAME, PTR, QTYPE, RD, SRV, A
-
+from mcdns.answers import rdata
 from mcdns.answers.health import IMPORT, LOCAL, Decision
+from mcdns.answers.rdata import T_CNAME, T_PTR, T_SRV
 from mcdns.model import Endpoint, EndpointSlice, Port
 
-Records = dict[str, dict[int, list[RD]]]
-"""Lower-case absolute name (trailing dot) -> qtype -> rdata."""
-
-T_A, T_AAAA, T_CNAME, T_SRV, T_PTR = QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR
+Records = dict[str, dict[int, list[bytes]]]
+"""Lower-case absolute name (trailing dot) -> qtype -> rdata in wire form."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +33,19 @@ class RecordSet:
         self.data: Records = defaultdict(lambda: defaultdict(list))
         self.srv_candidates: dict[str, int] = defaultdict(int)
 
-    def add(self, name: str, qtype: int, rd: RD) -> None:
+    def add(self, name: str, qtype: int, rd: bytes) -> None:
         rds = self.data[name][qtype]
         if rd not in rds:
             rds.append(rd)
 
     def address(self, name: str, ip: str, ptr: bool = True) -> None:
-        addr = ipaddress.ip_address(ip)
-        if addr.version == 4:
-            self.add(name, T_A, A(ip))
-        else:
-            self.add(name, T_AAAA, AAAA(ip))
+        self.add(name, *rdata.address(ip))
         if ptr:
-            self.add(addr.reverse_pointer + ".", T_PTR, PTR(name))
+            self.add(rdata.reverse_name(ip), T_PTR, rdata.name(name))
 
     def srv(self, name: str, port: int, target: str) -> None:
         self.srv_candidates[name] += 1
-        self.add(name, T_SRV, SRV(0, 0, port, target))  # weight set in finish()
+        self.add(name, T_SRV, rdata.srv(0, 0, port, target))  # weight set in finish()
 
     def finish(self) -> Records:
         """CoreDNS's SRV weights: 100/n per name, n counting the candidates before
@@ -62,7 +55,7 @@ class RecordSet:
             if T_SRV in types:
                 srvs = types[T_SRV]
                 weight = max(1, 100 // self.srv_candidates[name])
-                types[T_SRV] = [SRV(0, weight, s.port, s.target) for s in srvs]
+                types[T_SRV] = [rdata.srv_with_weight(rd, weight) for rd in srvs]
             out[name] = dict(types)
         return out
 
@@ -94,11 +87,9 @@ def build(d: Decision, zones: Zones, all_local_slices: list[EndpointSlice]) -> R
     # Endpoint names of the local Service exist whatever the decision (CoreDNS serves
     # <ep>.<svc>.<ns>.svc for every Service with ready endpoints).
     if svc is not None and svc.type != "ExternalName":
-        for s, ep, ip in _ready(all_local_slices):
-            ep_name = f"{endpoint_label(ep, ip)}.{base}"
-            rs.address(ep_name, ip)
-            for p in s.ports:
-                rs.srv(ep_name, p.port, ep_name)
+        # (SRV at endpoint names is answered on demand: see endpoint_srv.)
+        for _s, ep, ip in _ready(all_local_slices):
+            rs.address(f"{endpoint_label(ep, ip)}.{base}", ip)
     if d.choice == LOCAL and svc is not None:
         _local(rs, d, base, all_local_slices)
     elif d.choice == IMPORT:
@@ -112,7 +103,7 @@ def _local(rs: RecordSet, d: Decision, base: str, slices: list[EndpointSlice]) -
     svc = d.service
     assert svc is not None
     if svc.type == "ExternalName":
-        rs.add(base, T_CNAME, CNAME(svc.external_name + "."))
+        rs.add(base, T_CNAME, rdata.name(svc.external_name + "."))
         return
     if svc.type == "ClusterIP":
         _cluster_ip(rs, base, svc.cluster_ips, svc.ports)
@@ -182,3 +173,14 @@ def _clusterset(rs: RecordSet, d: Decision, zones: Zones) -> None:
             rs.srv(cbase, p.port, target)
             if p.name:
                 rs.srv(f"_{p.name.lower()}.{_proto(p)}.{cbase}", p.port, target)
+
+
+def endpoint_srv(label: str, slices: list[EndpointSlice], target: str) -> list[bytes]:
+    """SRV records at an endpoint name ``<label>.<svc>.<ns>.svc.<zone>``, as CoreDNS
+    answers them: one per ready address with that name and port, pointing to itself."""
+    rs = RecordSet()
+    for s, ep, ip in _ready(slices):
+        if endpoint_label(ep, ip) == label:
+            for p in s.ports:
+                rs.srv(target, p.port, target)
+    return rs.finish().get(target, {}).get(T_SRV, [])

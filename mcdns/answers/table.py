@@ -1,39 +1,52 @@
 """The answer table: every servable (name, type) as a pre-encoded DNS response body.
 
-Owners (one per service, plus the zone apexes) hand in their records; the table merges
-records by name, encodes each RRset once with dnslib, and keeps the bytes. The query path
-then copies the client's ID and question in front of a stored body: no dnslib per query.
+Owners (one per service, plus the zone apexes and a few static names) hand in their
+records; the table encodes each RRset once and keeps only bytes. The query path copies
+the client's ID and question in front of a stored body: nothing is built per query.
 
-A stored body was packed behind a question for the canonical name at offset 12. A query
-for the same name (in any letter case) has a question of the same length, so the name
-compression pointers in the body stay valid when it follows the client's own question.
+Every answer record is owned by the question's name and written with the compression
+pointer 0xC00C; a query for that name (in any letter case) has a question of the same
+length at offset 12, so the stored body is valid behind the client's own question. Names
+inside record data and owners of additional records are written uncompressed.
 
-Negative answers (NXDOMAIN/NODATA) share one body per zone: the zone's SOA, encoded
-without compression so it is valid behind any question.
+The entries are the single copy of the data: a name held by one owner keeps nothing
+else; only names held by several owners (an IP in two services' PTRs) keep each
+owner's records, to merge them. Negative answers (NXDOMAIN/NODATA) share one body per
+zone: its SOA, uncompressed, valid behind any question.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
-from dnslib import NS, QTYPE, RD, RR, SOA, TXT, DNSHeader, DNSQuestion, DNSRecord
-from dnslib.label import DNSBuffer
-
-from mcdns.answers.records import Records
+from mcdns.answers import rdata as rd
+from mcdns.answers.rdata import (
+    QNAME_POINTER,
+    T_A,
+    T_AAAA,
+    T_ANY,
+    T_CNAME,
+    T_NS,
+    T_PTR,
+    T_SOA,
+    T_SRV,
+    T_TXT,
+    name_wire,
+)
 
 CLASS_IN = 1
 RCODE_NOERROR = 0
 RCODE_NXDOMAIN = 3
-T_ANY = 255
-T_CNAME = QTYPE.CNAME
-T_SOA = QTYPE.SOA
-T_SRV = QTYPE.SRV
+TYPES = (T_A, T_AAAA, T_CNAME, T_SRV, T_PTR, T_TXT, T_NS, T_SOA)  # the types owners give
+GLUED = (T_SRV, T_NS)  # answers with target addresses in the additional section
+_TYPE_SUFFIX = {t: struct.pack(">HH", t, CLASS_IN) for t in (*TYPES, T_ANY)}
+_COUNTS: dict[tuple[int, int, int], bytes] = {}
 
 Owner = Hashable
+RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,26 +59,29 @@ class Entry:
     body: bytes  # sections after the question
     size: int  # header + question + body, without OPT (for the canonical question)
     tail: int  # the response's size minus the index past the query's name
-    minimal: Entry | None = None  # the same without the additional section, if any
+    answers_len: int = -1  # bytes of ``body`` before the additional section (-1: no glue)
+
+    def minimal(self) -> Entry | None:
+        """The same answer without its additional section (None when it has none)."""
+        if self.answers_len < 0:
+            return None
+        an, ns = struct.unpack_from(">HH", self.counts, 2)
+        return make_entry(self.rcode, an, ns, 0, self.body[:self.answers_len],
+                          self.size - len(self.body) - 12)
 
 
-def name_wire(name: str) -> bytes:
-    """Lower-case wire form of an absolute name ("a.b." -> b"\\x01a\\x01b\\x00")."""
-    out = bytearray()
-    for label in name.lower().rstrip(".").split("."):
-        if label:
-            raw = label.encode("idna") if not label.isascii() else label.encode()
-            out.append(len(raw))
-            out += raw
-    out.append(0)
-    return bytes(out)
+def _counts(an: int, ns: int, ar: int) -> bytes:
+    key = (an, ns, ar)
+    got = _COUNTS.get(key)
+    if got is None:
+        got = _COUNTS[key] = struct.pack(">HHHH", 1, an, ns, ar)
+    return got
 
 
 def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
-               minimal: Entry | None = None) -> Entry:
-    return Entry(rcode, struct.pack(">HHHH", 1, an, ns, ar),
-                 struct.pack(">HHHH", 1, an, ns, ar + 1), body, 12 + qlen + len(body),
-                 len(body) + 4, minimal)
+               answers_len: int = -1) -> Entry:
+    return Entry(rcode, _counts(an, ns, ar), _counts(an, ns, ar + 1), body,
+                 12 + qlen + len(body), len(body) + 4, answers_len)
 
 
 @dataclass(slots=True, eq=False)
@@ -80,29 +96,22 @@ class Zone:
     nxdomain: Entry | None = None  # negative answers with that authority section
     nodata: Entry | None = None
 
-    def soa(self) -> SOA:
-        return SOA(f"ns.dns.{self.name}.", f"hostmaster.{self.name}.",
-                   (self.serial, 7200, 1800, 86400, self.ttl))
+    def soa(self) -> bytes:
+        return rd.soa(self.name, self.serial, self.ttl)
 
     def rebuild_negative(self) -> None:
-        buf = DNSBuffer()
-        RR(self.name + ".", T_SOA, rdata=self.soa(), ttl=self.ttl).pack(_NoCompress(buf))
-        self.negative = bytes(buf.data)
+        self.negative = rd.rr(self.wire, T_SOA, self.ttl, self.soa())
         self.nxdomain = make_entry(RCODE_NXDOMAIN, 0, 1, 0, self.negative, 0)
         self.nodata = make_entry(RCODE_NOERROR, 0, 1, 0, self.negative, 0)
 
 
-class _NoCompress:
-    """A DNSBuffer facade that never compresses names (bodies shared across qnames)."""
+class _Shared:
+    """Records of a name held by several owners, kept per owner to merge them."""
 
-    def __init__(self, buf: DNSBuffer) -> None:
-        self._buf = buf
+    __slots__ = ("by_owner",)
 
-    def encode_name(self, name: object) -> None:
-        self._buf.encode_name_nocompress(name)
-
-    def __getattr__(self, attr: str) -> object:
-        return getattr(self._buf, attr)
+    def __init__(self) -> None:
+        self.by_owner: dict[Owner, RRsets] = {}
 
 
 class AnswerTable:
@@ -112,24 +121,22 @@ class AnswerTable:
         self.ttl = ttl
         self.zones: list[Zone] = sorted(
             (Zone(z, name_wire(z + "."), ttl) for z in zones), key=lambda z: -len(z.wire))
-        self.entries: dict[bytes, Entry] = {}  # name wire + qtype + qclass -> entry
+        self.entries: dict[bytes, Entry] = {}  # name wire + qtype + class -> entry
         self.aliases: dict[bytes, Entry] = {}  # CNAME owner name wire -> entry for any type
-        self.exists: dict[bytes, int] = {}  # name wire -> records here or below (ENTs too)
-        self._owned: dict[Owner, Records] = {}
-        self._owners_of: dict[str, set[Owner]] = defaultdict(set)
-        self._merged: dict[str, dict[int, list[RD]]] = {}
-        self._types: dict[str, set[int]] = {}
-        self._dirty_zones: set[Zone] = set()
-        self._present: set[bytes] = set()  # names that hold records themselves
+        self.names: dict[bytes, Owner | _Shared] = {}  # names that hold records
+        self.ents: dict[bytes, int] = {}  # names with records below them, or bare names
+        self._owner_names: dict[Owner, tuple[bytes, ...]] = {}
+        self._owner_sig: dict[Owner, int] = {}
         self._bare: dict[Owner, set[bytes]] = {}
-        self._alias_target: dict[str, str] = {}  # CNAME owner -> target
-        self._aliases_of: dict[str, set[str]] = {}  # target -> CNAME owners
+        self._aliases_of: dict[bytes, set[bytes]] = {}  # CNAME target -> CNAME owners
+        self._dirty_zones: set[Zone] = set()
+        self._pending: dict[bytes, RRsets] = {}  # names being recompiled by set_owner
         for zone in self.zones:
             zone.serial = int(time.time())
             zone.rebuild_negative()
             self._set_apex(zone)
 
-    # ---- lookups used by the handler --------------------------------------------------
+    # ---- lookups ------------------------------------------------------------------------
 
     def zone_of(self, wire_name: bytes) -> Zone | None:
         """The served zone a lower-case wire name falls in (longest match), if any."""
@@ -140,28 +147,73 @@ class AnswerTable:
                 return zone
         return None
 
+    def exists(self, wire_name: bytes) -> bool:
+        """The name holds records or has names below it (NODATA rather than NXDOMAIN)."""
+        return wire_name in self.names or wire_name in self.ents
+
+    def rrsets(self, wire_name: bytes) -> RRsets:
+        """The name's records as served (merged over owners), read back from the entries."""
+        out: RRsets = {}
+        for qtype in TYPES:
+            e = self.entries.get(wire_name + _TYPE_SUFFIX[qtype])
+            if e is not None:
+                rds = rd.answers_of(e.body, struct.unpack_from(">H", e.counts, 2)[0], qtype)
+                if rds:
+                    out[qtype] = tuple(rds)
+        return out
+
+    def encode(self, wire_name: bytes, qtype: int, sets: RRsets) -> Entry:
+        """An answer for records that are not kept compiled (built on demand)."""
+        return self._encode(wire_name, qtype, sets)
+
+    def any_entry(self, wire_name: bytes) -> Entry | None:
+        """An answer with every record of the name (qtype ANY), built on demand."""
+        sets = self.rrsets(wire_name)
+        return self._encode(wire_name, T_ANY, sets) if sets else None
+
     # ---- writers ------------------------------------------------------------------------
 
-    def set_owner(self, owner: Owner, records: Records) -> bool:
+    def set_owner(self, owner: Owner, records: Mapping[str, Mapping[int, list[bytes]]]) -> bool:
         """Replace everything ``owner`` contributes; False when nothing changed."""
-        old = self._owned.get(owner, {})
-        if old == records:
+        new: dict[bytes, RRsets] = {}
+        for name, types in records.items():
+            sets = {t: tuple(rds) for t, rds in types.items() if rds}
+            if sets:
+                new[name_wire(name)] = sets
+        sig = hash(tuple(sorted((n, tuple(sorted(s.items()))) for n, s in new.items())))
+        if self._owner_sig.get(owner) == sig:
             return False
-        if records:
-            self._owned[owner] = records
+        old = self._owner_names.get(owner, ())
+        gone = [n for n in old if n not in new]
+        for wire in gone:
+            self._release(wire, owner)
+        for wire, sets in new.items():
+            self._assign(wire, owner, sets)
+        if new:
+            self._owner_names[owner] = tuple(new)
+            self._owner_sig[owner] = sig
         else:
-            self._owned.pop(owner, None)
-        names = set(old) | set(records)
-        for name in names:
-            owners = self._owners_of[name]
-            if name in records:
-                owners.add(owner)
-            else:
-                owners.discard(owner)
-            self._merge(name)
-        for name in names:
-            self._compile(name)
+            self._owner_names.pop(owner, None)
+            self._owner_sig.pop(owner, None)
+        touched = gone + list(new)
+        for glue_pass in (False, True):  # addresses first, then answers that glue them
+            for wire in touched:
+                self._compile(wire, glue_pass)
+        self._pending.clear()
         return True
+
+    def set_bare_names(self, owner: Owner, names: Iterable[str]) -> None:
+        """Names that exist without records of their own (NODATA, not NXDOMAIN)."""
+        new = {name_wire(n) for n in names}
+        old = self._bare.get(owner, set())
+        for wire in old - new:
+            self._unref(wire)
+        for wire in new - old:
+            self.ents[wire] = self.ents.get(wire, 0) + 1
+        if new:
+            self._bare[owner] = new
+        else:
+            self._bare.pop(owner, None)
 
     def flush(self) -> None:
         """Bump the serial of every zone whose data changed, and rebuild its SOA answers."""
@@ -172,145 +224,158 @@ class AnswerTable:
             zone.rebuild_negative()
             self._set_apex(zone)
 
-    # ---- internals ----------------------------------------------------------------------
+    # ---- ownership ----------------------------------------------------------------------
+
+    def _assign(self, wire: bytes, owner: Owner, sets: RRsets) -> None:
+        held = self.names.get(wire)
+        if held is None:
+            self.names[wire] = owner
+            self._pending[wire] = sets
+            self._ref_ancestors(wire, 1)
+            return
+        if isinstance(held, _Shared):
+            held.by_owner[owner] = sets
+        elif held == owner:
+            self._pending[wire] = sets
+            return
+        else:  # a second owner: keep both owners' records from now on
+            shared = _Shared()
+            shared.by_owner[held] = (self._pending.pop(wire) if wire in self._pending
+                                     else self.rrsets(wire))
+            shared.by_owner[owner] = sets
+            self.names[wire] = held = shared
+        self._pending[wire] = _merge(held.by_owner)
+
+    def _release(self, wire: bytes, owner: Owner) -> None:
+        held = self.names.get(wire)
+        if isinstance(held, _Shared):
+            held.by_owner.pop(owner, None)
+            if len(held.by_owner) == 1:
+                (last, sets), = held.by_owner.items()
+                self.names[wire] = last
+                self._pending[wire] = sets
+            else:
+                self._pending[wire] = _merge(held.by_owner)
+        elif held == owner:
+            del self.names[wire]
+            self._pending[wire] = {}
+            self._ref_ancestors(wire, -1)
+
+    # ---- compiling ----------------------------------------------------------------------
+
+    def _compile(self, wire: bytes, glue_pass: bool) -> None:
+        sets = self._pending.get(wire)
+        if sets is None:
+            return
+        zone = self.zone_of(wire)
+        if zone is not None:
+            self._dirty_zones.add(zone)
+        types = [t for t in TYPES if (t in GLUED) == glue_pass]
+        for qtype in types:
+            key = wire + _TYPE_SUFFIX[qtype]
+            if qtype in sets and T_CNAME not in sets:
+                self.entries[key] = self._encode(wire, qtype, sets)
+            else:
+                self.entries.pop(key, None)
+        if glue_pass:
+            return
+        self._compile_alias(wire, sets)
+        if T_A in sets or T_AAAA in sets or not sets:
+            for alias in sorted(self._aliases_of.get(wire, ())):
+                self._compile_alias(alias, self.rrsets(alias) if alias != wire else sets)
+
+    def _compile_alias(self, wire: bytes, sets: RRsets) -> None:
+        old = self.aliases.pop(wire, None)
+        if old is not None:
+            target = rd.answers_of(old.body, 1, T_CNAME)[0]
+            owners = self._aliases_of.get(target)
+            if owners is not None:
+                owners.discard(wire)
+                if not owners:
+                    del self._aliases_of[target]
+        for qtype in (T_A, T_AAAA):
+            if T_CNAME in sets:
+                self.entries[wire + _TYPE_SUFFIX[qtype]] = self._encode(wire, qtype, sets)
+        if T_CNAME in sets:
+            self.entries[wire + _TYPE_SUFFIX[T_CNAME]] = self._encode(wire, T_CNAME, sets)
+            self.aliases[wire] = self._encode(wire, T_CNAME, sets)
+            target = sets[T_CNAME][0]
+            if target != wire:
+                self._aliases_of.setdefault(target, set()).add(wire)
+
+    def _encode(self, wire: bytes, qtype: int, sets: RRsets) -> Entry:
+        ttl = self.ttl
+        answers: list[bytes] = []
+        if T_CNAME in sets:
+            target = sets[T_CNAME][0]
+            answers.append(rd.rr(QNAME_POINTER, T_CNAME, ttl, target))
+            if qtype in (T_A, T_AAAA) and target not in self.aliases:
+                answers += [rd.rr(target, qtype, ttl, x) for x in self._rdata(target, qtype)]
+        else:
+            for t in (TYPES if qtype == T_ANY else (qtype,)):
+                answers += [rd.rr(QNAME_POINTER, t, ttl, x) for x in sets.get(t, ())]
+        body = b"".join(answers)
+        qlen = len(wire) + 4
+        if qtype not in GLUED or T_CNAME in sets:
+            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen)
+        glue = self._glue(sets.get(qtype, ()), qtype)
+        if not glue:
+            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen)
+        return make_entry(RCODE_NOERROR, len(answers), 0, len(glue), body + b"".join(glue),
+                          qlen, len(body))
+
+    def _glue(self, rdatas: tuple[bytes, ...], qtype: int) -> list[bytes]:
+        """A/AAAA of SRV and NS targets for the additional section, as CoreDNS adds them."""
+        out: list[bytes] = []
+        seen: set[bytes] = set()
+        for x in rdatas:
+            target = rd.target(qtype, x)
+            if target is None or target in seen:
+                continue
+            seen.add(target)
+            for t in (T_A, T_AAAA):
+                out += [rd.rr(target, t, self.ttl, a) for a in self._rdata(target, t)]
+        return out
+
+    def _rdata(self, wire: bytes, qtype: int) -> tuple[bytes, ...]:
+        """Current records of one name and type: being compiled, else as served."""
+        pending = self._pending.get(wire)
+        if pending is not None:
+            return pending.get(qtype, ())
+        e = self.entries.get(wire + _TYPE_SUFFIX[qtype])
+        if e is None:
+            return ()
+        return tuple(rd.answers_of(e.body, struct.unpack_from(">H", e.counts, 2)[0], qtype))
 
     def _set_apex(self, zone: Zone) -> None:
         apex = zone.name + "."
-        recs: Records = {apex: {T_SOA: [zone.soa()], QTYPE.NS: [NS(f"ns.dns.{apex}")]}}
-        owner = ("apex", zone.name)
-        self._owned[owner] = recs
-        self._owners_of[apex].add(owner)
-        self._merge(apex)
-        self._compile(apex, bump=False)
+        self.set_owner(("apex", zone.name), {
+            apex: {T_SOA: [zone.soa()], T_NS: [rd.name(f"ns.dns.{apex}")]}})
+        self._dirty_zones.discard(zone)
 
-    def set_txt(self, owner: Owner, name: str, text: str) -> None:
-        self.set_owner(owner, {name: {QTYPE.TXT: [TXT(text)]}})
-
-    def set_bare_names(self, owner: Owner, names: Iterable[str]) -> None:
-        """Names that exist without records of their own (NODATA, not NXDOMAIN)."""
-        new = {name_wire(n) for n in names}
-        old = self._bare.get(owner, set())
-        for wire in old - new:
-            self._unref(wire)
-        for wire in new - old:
-            self.exists[wire] = self.exists.get(wire, 0) + 1
-        if new:
-            self._bare[owner] = new
-        else:
-            self._bare.pop(owner, None)
+    def _ref_ancestors(self, wire: bytes, delta: int) -> None:
+        zone = self.zone_of(wire)
+        for anc in _ancestors(wire, zone):
+            if delta > 0:
+                self.ents[anc] = self.ents.get(anc, 0) + 1
+            else:
+                self._unref(anc)
 
     def _unref(self, wire: bytes) -> None:
-        n = self.exists.get(wire, 0) - 1
+        n = self.ents.get(wire, 0) - 1
         if n > 0:
-            self.exists[wire] = n
+            self.ents[wire] = n
         else:
-            self.exists.pop(wire, None)
+            self.ents.pop(wire, None)
 
-    def _merge(self, name: str) -> None:
-        merged: dict[int, list[RD]] = {}
-        for owner in sorted(self._owners_of.get(name, ()), key=repr):
-            for qtype, rds in self._owned[owner].get(name, {}).items():
-                into = merged.setdefault(qtype, [])
-                into.extend(rd for rd in rds if rd not in into)
-        if merged:
-            self._merged[name] = merged
-        else:
-            self._merged.pop(name, None)
-            self._owners_of.pop(name, None)
 
-    def _compile(self, name: str, bump: bool = True) -> None:
-        wire = name_wire(name)
-        zone = self.zone_of(wire)
-        for qtype in self._types.pop(name, ()):
-            self.entries.pop(wire + struct.pack(">HH", qtype, CLASS_IN), None)
-        self.aliases.pop(wire, None)
-        self._set_alias_target(name, None)
-        merged = self._merged.get(name)
-        if bump and zone is not None:
-            self._dirty_zones.add(zone)
-        if not merged:
-            self._unpresent(wire, zone)
-        else:
-            self._present_add(wire, zone)
-            types = set(merged) | {T_ANY}
-            if T_CNAME in merged:
-                self.aliases[wire] = self._encode(name, T_CNAME, merged)
-                self._set_alias_target(name, str(merged[T_CNAME][0].label).lower())
-                types |= {QTYPE.A, QTYPE.AAAA}  # chased in-zone (CoreDNS does the same)
-            for qtype in types:
-                self.entries[wire + struct.pack(">HH", qtype, CLASS_IN)] = self._encode(
-                    name, qtype, merged)
-            self._types[name] = types
-        for alias in sorted(self._aliases_of.get(name, ())):
-            self._compile(alias, bump)
-
-    def _set_alias_target(self, name: str, target: str | None) -> None:
-        old = self._alias_target.pop(name, None)
-        if old is not None:
-            self._aliases_of[old].discard(name)
-            if not self._aliases_of[old]:
-                del self._aliases_of[old]
-        if target is not None and target != name:
-            self._alias_target[name] = target
-            self._aliases_of.setdefault(target, set()).add(name)
-
-    # A name with records counts once for itself and each ancestor up to the zone apex,
-    # so ``exists`` answers "NODATA, not NXDOMAIN" for empty non-terminals too.
-
-    def _present_add(self, wire: bytes, zone: Zone | None) -> None:
-        if wire in self._present:
-            return
-        self._present.add(wire)
-        for anc in _ancestors(wire, zone):
-            self.exists[anc] = self.exists.get(anc, 0) + 1
-
-    def _unpresent(self, wire: bytes, zone: Zone | None) -> None:
-        if wire not in self._present:
-            return
-        self._present.discard(wire)
-        for anc in _ancestors(wire, zone):
-            self._unref(anc)
-
-    def _encode(self, name: str, qtype: int, merged: dict[int, list[RD]]) -> Entry:
-        rec = DNSRecord(DNSHeader(id=0, qr=1, aa=1, rd=0), q=DNSQuestion(name, qtype))
-        if T_CNAME in merged:
-            self._answer(rec, name, T_CNAME, merged[T_CNAME])
-            target = str(merged[T_CNAME][0].label).lower()
-            chased = self._merged.get(target, {})
-            if qtype in (QTYPE.A, QTYPE.AAAA) and T_CNAME not in chased:
-                self._answer(rec, target, qtype, chased.get(qtype, ()))
-        else:
-            for t in sorted(merged) if qtype == T_ANY else [qtype]:
-                self._answer(rec, name, t, merged.get(t, ()))
-        minimal = None
-        if qtype in (T_SRV, QTYPE.NS) and T_CNAME not in merged:
-            minimal = self._pack(rec, name, None)
-            self._add_targets(rec, merged.get(qtype, ()))
-            if not rec.ar:
-                minimal = None
-        return self._pack(rec, name, minimal)
-
-    def _answer(self, rec: DNSRecord, name: str, qtype: int, rds: Iterable[RD]) -> None:
-        for rd in rds:
-            rec.add_answer(RR(name, qtype, rdata=rd, ttl=self.ttl))
-
-    def _pack(self, rec: DNSRecord, name: str, minimal: Entry | None) -> Entry:
-        packed = rec.pack()
-        qlen = len(name_wire(name)) + 4
-        return make_entry(RCODE_NOERROR, len(rec.rr), len(rec.auth), len(rec.ar),
-                          packed[12 + qlen:], qlen, minimal)
-
-    def _add_targets(self, rec: DNSRecord, rds: Iterable[RD]) -> None:
-        """A/AAAA of SRV and NS targets in the additional section, as CoreDNS adds them."""
-        seen: set[str] = set()
-        for rd in rds:
-            target = str(rd.target if hasattr(rd, "target") else rd.label).lower()
-            if target in seen:
-                continue
-            seen.add(target)
-            for t in (QTYPE.A, QTYPE.AAAA):
-                for addr in self._merged.get(target, {}).get(t, ()):
-                    rec.add_ar(RR(target, t, rdata=addr, ttl=self.ttl))
+def _merge(by_owner: Mapping[Owner, RRsets]) -> RRsets:
+    out: dict[int, list[bytes]] = {}
+    for owner in sorted(by_owner, key=repr):
+        for qtype, rds in by_owner[owner].items():
+            into = out.setdefault(qtype, [])
+            into.extend(x for x in rds if x not in into)
+    return {t: tuple(v) for t, v in out.items()}
 
 
 def _is_label_boundary(wire_name: bytes, suffix: bytes) -> bool:
@@ -322,12 +387,11 @@ def _is_label_boundary(wire_name: bytes, suffix: bytes) -> bool:
 
 
 def _ancestors(wire: bytes, zone: Zone | None) -> list[bytes]:
-    """``wire`` and its ancestors down to (and including) the zone apex."""
-    out = [wire]
+    """The ancestors of ``wire`` down to (and including) the zone apex."""
+    out = []
     stop = len(zone.wire) if zone is not None else 1
     i = 0
     while len(wire) - i > stop:
         i += wire[i] + 1
         out.append(wire[i:])
     return out
-

@@ -27,12 +27,13 @@ from mcdns.dns import wire as w
 log = logging.getLogger("mcdns.dns")
 
 CLASS_IN, CLASS_CH, CLASS_ANY = 1, 3, 255
-T_A, T_AAAA, T_TXT, T_ANY, T_AXFR, T_IXFR = 1, 28, 16, 255, 252, 251
+T_A, T_AAAA, T_TXT, T_SRV, T_ANY, T_AXFR, T_IXFR = 1, 28, 16, 33, 255, 252, 251
 CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 
 Response = bytes | None | Awaitable[bytes | None]
 _FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
+_ON_DEMAND_TYPES = (struct.pack(">H", T_SRV), struct.pack(">H", T_ANY))
 
 
 class Forwarder(Protocol):
@@ -125,7 +126,9 @@ class Handler:
             return None
         if self._pod_zone is not None and name.endswith(self._pod_zone):
             return None
-        if name in self.table.exists:
+        if name in self.table.names or name in self.table.ents:
+            if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
+                return None  # may be built on demand (endpoint SRV, ANY)
             return zone.nodata
         if self.forwarder is not None and zone.name.endswith("arpa"):
             return None
@@ -154,13 +157,17 @@ class Handler:
             return self._refused(q, tcp)
         key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
         entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
+        if entry is None and q.qtype == T_ANY:
+            entry = self.table.any_entry(q.name)
+        if entry is None and q.qtype == T_SRV and q.name in self.table.names:
+            entry = self.compiler.endpoint_srv(q.name)
         if entry is not None:
             return self._entry(q, tcp, entry)
         if self._pod_zone is not None and q.name.endswith(self._pod_zone):
             pod = self._pod(q, tcp, zone)
             if pod is not None:
                 return pod
-        exists = q.name in self.table.exists
+        exists = self.table.exists(q.name)
         if not exists and not self.store.synced:
             return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
         if (not exists and self.forwarder is not None and zone.name.endswith("arpa")):
@@ -188,8 +195,10 @@ class Handler:
         """A stored answer; without its additional section if only that makes it fit
         (RFC 2181 §9: TC only when the answer itself does not fit)."""
         limit = w.udp_limit(q, tcp, self.max_udp) - (11 if q.edns else 0)
-        if e.size > limit and e.minimal is not None and e.minimal.size <= limit:
-            e = e.minimal
+        if e.size > limit:
+            minimal = e.minimal()
+            if minimal is not None and minimal.size <= limit:
+                e = minimal
         return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
 
     def _negative(self, q: w.Query, tcp: bool, zone: Zone, rcode: int) -> bytes:
