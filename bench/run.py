@@ -36,6 +36,7 @@ from bench.servers import (
     mcdns_available,
     mcdns_command,
     rss_bytes,
+    snapshot_mcdns,
     start,
     warn,
 )
@@ -59,9 +60,10 @@ def check_tools() -> None:
         warn("fewer than 2 CPUs: dnsperf and the server share one")
 
 
-def commands(names: list[str], mcdns_args: list[str]) -> dict[str, CommandFn]:
-    table: dict[str, CommandFn] = {"mcdns": mcdns_command(mcdns_args), "knot": knot_command,
-                                   "dnslib": dnslib_command}
+def commands(names: list[str], mcdns_args: list[str], src: Path | None
+             ) -> dict[str, CommandFn]:
+    table: dict[str, CommandFn] = {"mcdns": mcdns_command(mcdns_args, src),
+                                   "knot": knot_command, "dnslib": dnslib_command}
     return {n: table[n] for n in names}
 
 
@@ -144,7 +146,7 @@ def machine(args: argparse.Namespace, cap: str) -> dict[str, Any]:
                             capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "mcdns"],
                            capture_output=True, text=True).stdout.strip()
-    if dirty:
+    if dirty and args.mcdns_from == "tree":
         commit += "+uncommitted"
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -163,6 +165,7 @@ def machine(args: argparse.Namespace, cap: str) -> dict[str, Any]:
         "cap": cap,
         "servers": args.servers,
         "mcdns_args": args.mcdns_args,
+        "mcdns_from": args.mcdns_from,
     }
 
 
@@ -177,6 +180,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="1 run of 3 s each")
     ap.add_argument("--servers", default="mcdns,knot,dnslib")
     ap.add_argument("--mcdns-args", default="", help="extra arguments for `mcdns serve`")
+    ap.add_argument("--mcdns-from", choices=("tree", "head"), default="tree",
+                    help="run mcdns from a copy of the working tree or of git HEAD")
     ap.add_argument("--no-cap", action="store_true", help="do not cap the server's CPU")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "readme" / "performance.md")
@@ -195,12 +200,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     check_tools()
-    if "mcdns" in a.servers and (why := mcdns_available()):
-        warn(f"skipping mcdns: {why}")
-        a.servers.remove("mcdns")
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mcdns-bench-"))
     try:
+        a.src = snapshot_mcdns(ROOT, work / "src", a.mcdns_from == "head")
+        if "mcdns" in a.servers and (why := mcdns_available(a.src)):
+            warn(f"skipping mcdns: {why}")
+            a.servers.remove("mcdns")
         write_results(a, *bench(a, work))
     finally:
         if a.keep:
@@ -214,7 +220,7 @@ def bench(a: argparse.Namespace, work: Path
           ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     sizes = [int(s) for s in a.rss_sizes.split(",") if s]
     data, files = generate(work, [a.services, *sizes])
-    cmds = commands(a.servers, a.mcdns_args.split())
+    cmds = commands(a.servers, a.mcdns_args.split(), a.src)
     memory = measure_memory(cmds, data, sizes, work)
     servers: list[Running] = []
     try:

@@ -213,12 +213,32 @@ def start(name: str, command: CommandFn, data: Data, work: Path, cap: bool = Tru
 # --- the three servers -------------------------------------------------------------------
 
 
-def mcdns_command(extra: list[str]) -> CommandFn:
+def snapshot_mcdns(root: Path, dest: Path, from_head: bool) -> Path:
+    """Copy the mcdns package (the working tree, or HEAD) so edits during a run change nothing.
+
+    Returns the directory to put first on PYTHONPATH; ``python -m mcdns`` then runs the copy
+    (PYTHONPATH precedes the editable install's finder).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    if from_head:
+        archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD", "mcdns"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    else:
+        shutil.copytree(root / "mcdns", dest / "mcdns",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def mcdns_command(extra: list[str], src: Path | None = None) -> CommandFn:
+    """``mcdns serve`` on the state file; from ``src`` (a snapshot) when given."""
     exe = Path(sys.executable).with_name("mcdns")
-    binary = str(exe) if exe.exists() else (shutil.which("mcdns") or str(exe))
+    binary = [str(exe) if exe.exists() else (shutil.which("mcdns") or str(exe))]
+    if src is not None:
+        binary = ["env", f"PYTHONPATH={src}", sys.executable, "-m", "mcdns"]
 
     def command(data: Data, port: int, work: Path) -> list[str]:
-        return [binary, "serve", "--state", str(data.state), "--listen", f"127.0.0.1:{port}",
+        return [*binary, "serve", "--state", str(data.state), "--listen", f"127.0.0.1:{port}",
                 "--ttl", "5", *extra]
 
     return command
@@ -261,13 +281,14 @@ def dnslib_command(data: Data, port: int, work: Path) -> list[str]:
     return [sys.executable, str(script), "--zone", str(data.zone), "--port", str(port)]
 
 
-def mcdns_available() -> str | None:
-    """None when ``mcdns serve --state`` exists, else why not."""
-    cmd = mcdns_command([])(Data(Path("x"), Path("x"), "x"), 0, Path("."))
+def mcdns_available(src: Path) -> str | None:
+    """None when ``mcdns serve --state`` exists (in the snapshot ``src``), else why not."""
+    cmd = [sys.executable, "-m", "mcdns", "serve", "--help"]
     try:
-        r = subprocess.run([cmd[0], "serve", "--help"], capture_output=True, timeout=30)
+        r = subprocess.run(cmd, capture_output=True, timeout=30, cwd=src,
+                           env={**os.environ, "PYTHONPATH": str(src)})
     except (OSError, subprocess.TimeoutExpired) as e:
-        return f"{cmd[0]}: {e}"
+        return f"{' '.join(cmd)}: {e}"
     if r.returncode != 0 or b"--state" not in r.stdout:
-        return f"`{cmd[0]} serve --help` does not offer --state (exit {r.returncode})"
+        return f"`{' '.join(cmd)}` does not offer --state (exit {r.returncode})"
     return None
