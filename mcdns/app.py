@@ -1,32 +1,48 @@
 """The running server: wires config, store, sources, compiler, handler and listeners.
 
 ``App`` is an async context manager (tests run the real server with it and it always
-shuts down); ``serve`` is what the CLI runs: start, wait for SIGTERM/SIGINT, stop.
-Shutdown order (SPEC §10): stop being ready, keep answering for the lameduck period,
-close listeners, drain, cancel the rest.
+shuts down); ``serve`` is what the CLI runs: start, then SIGHUP reloads the config and
+SIGTERM shuts down in CoreDNS's order (SPEC §10): /health and /ready fail, DNS keeps
+answering for the lameduck period, listeners close, in-flight answers drain, the rest
+is cancelled, exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
-from mcdns.config import Config, HostPort
+from mcdns.config import Config, ConfigError, HostPort, load
 from mcdns.dns.handler import Forwarder, Handler
-from mcdns.dns.server import Listeners
+from mcdns.dns.rrl import RRL
+from mcdns.dns.server import HandleFn, Listeners
 from mcdns.kube.settings import WatchSettings
 from mcdns.kube.source import KubeSource, load_client_config, source_names
+from mcdns.logs import setup_logging
+from mcdns.ops.histogram import LATENCY_BOUNDS, Histogram
 from mcdns.state.statefile import SOURCE as STATE_SOURCE
 from mcdns.state.statefile import StateFileSource
 from mcdns.state.store import Store
 
 log = logging.getLogger("mcdns")
+
+# Keys a running server can take on reload; the others need a restart.
+LIVE_KEYS = frozenset({
+    "policy", "min_ready", "ttl", "pods", "max_udp_size", "tcp_idle_timeout",
+    "tcp_max_connections", "tcp_max_queries", "log_format", "log_level", "query_log",
+    "query_log_sample", "lameduck", "upstream_timeout",
+})
+CONFIG_POLL_SECONDS = 1.0
 
 
 class App:
@@ -34,9 +50,12 @@ class App:
 
     def __init__(self, cfg: Config, store: Store | None = None,
                  forwarder: Forwarder | None = None, sources: bool = True,
-                 kube_settings: WatchSettings | None = None) -> None:
-        """``sources=False`` runs without a state file or API (tests feed the store)."""
+                 kube_settings: WatchSettings | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> None:
+        """``sources=False`` runs without a state file or API (tests feed the store);
+        ``overrides`` are the CLI flags, re-applied over the file on every reload."""
         self.cfg = cfg
+        self.overrides = dict(overrides or {})
         self.run_sources = sources
         self.kube_settings = kube_settings
         self.store = store or Store(self._sources(cfg) if sources else ())
@@ -47,11 +66,28 @@ class App:
             forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
         self.forwarder = forwarder
         self.handler = Handler(cfg, self.compiler, forwarder)
-        self.listeners = Listeners(cfg, self.handler.handle)
+        self.latency: Histogram | None = None
+        if cfg.metrics:
+            self.handler.stats = {}
+            self.latency = Histogram(LATENCY_BOUNDS)
+        self.rrl = RRL(cfg) if cfg.rrl_responses_per_second else None
+        self.query_log = QueryLog(cfg)
+        self.listeners = Listeners(cfg, self._handle_fn(),
+                                   rate_limit=self.rrl.check if self.rrl else None)
+        self.http: Any = None
         self.state_source: StateFileSource | None = None
         self.kube: KubeSource | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.stopping = False
+        self.reloads = 0
+        self.reload_failures = 0
+
+    def _handle_fn(self) -> HandleFn:
+        """The handler, wrapped with latency measurement and query logging when on."""
+        handle: HandleFn = self.handler.handle
+        if self.latency is not None:
+            handle = _timed(handle, self.latency.observe)
+        return self.query_log.wrap(handle)
 
     @staticmethod
     def _sources(cfg: Config) -> tuple[str, ...]:
@@ -69,7 +105,7 @@ class App:
         return self.listeners.addresses
 
     async def start(self, reuse_port: bool = False) -> None:
-        """Load the first state (errors raise), then open the listeners."""
+        """Load the first state (errors raise), open the listeners and the HTTP port."""
         if self.run_sources and self.cfg.state:
             self.state_source = StateFileSource(self.cfg.state, self.store)
             self.state_source.load()
@@ -79,9 +115,18 @@ class App:
             self.kube = KubeSource(self.cfg, self.store, self.kube_settings, client_config=conf)
             self.tasks.append(asyncio.create_task(self.kube.run(), name="kube"))
         await self.listeners.start(reuse_port)
-        log.info("mcdns started version=%s role=%s zones=%s,%s listen=%s source=%s",
+        if self.cfg.http is not None:
+            from mcdns.ops.http import HTTPServer
+
+            self.http = HTTPServer(self, self.cfg.http)
+            await self.http.start()
+        if self.cfg.config_file:
+            self.tasks.append(asyncio.create_task(self._watch_config(), name="config-file"))
+        log.info("mcdns started version=%s role=%s zones=%s,%s listen=%s http=%s source=%s",
                  __version__, self.cfg.role, self.cfg.zone, self.cfg.clusterset_zone,
-                 ",".join(str(a) for a in self.addresses), self._source_text())
+                 ",".join(str(a) for a in self.addresses),
+                 f"{self.http.address.host}:{self.http.port}" if self.http else "off",
+                 self._source_text())
 
     async def stop(self, drain: float = 5.0) -> None:
         self.stopping = True
@@ -92,8 +137,58 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self.tasks.clear()
+        if self.http is not None:
+            await self.http.stop()
         if self.forwarder is not None and hasattr(self.forwarder, "close"):
             await self.forwarder.close()
+
+    # ---- reload ---------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file; apply it if valid, else keep the old one (logged)."""
+        if not self.cfg.config_file:
+            log.warning("reload asked, but mcdns runs without a config file")
+            return False
+        try:
+            new = load(self.cfg.config_file, self.overrides)
+            self.apply_config(new)
+        except ConfigError as e:
+            self.reload_failures += 1
+            log.error("config reload refused, keeping the running config: %s", e)
+            return False
+        self.reloads += 1
+        return True
+
+    def apply_config(self, new: Config) -> None:
+        """Apply the keys a running server can change; refuse the others by name."""
+        old = self.cfg
+        changed = [f.name for f in dataclasses.fields(Config)
+                   if getattr(old, f.name) != getattr(new, f.name) and f.name != "config_file"]
+        fixed = [k for k in changed if k not in LIVE_KEYS]
+        if fixed:
+            raise ConfigError(fixed[0], "changed, but it only takes effect on restart")
+        if not changed:
+            log.info("config reloaded: nothing changed")
+            return
+        self.cfg = new
+        setup_logging(new.log_format, new.log_level)
+        self.query_log.configure(new)
+        self.listeners.cfg = new
+        self.handler.reconfigure(new)
+        self.compiler.reconfigure(new)
+        if self.forwarder is not None and hasattr(self.forwarder, "cfg"):
+            self.forwarder.cfg = new
+        log.info("config reloaded: changed %s", ", ".join(changed))
+
+    async def _watch_config(self) -> None:
+        path = Path(self.cfg.config_file or "")
+        last = _mtime(path)
+        while True:
+            await asyncio.sleep(CONFIG_POLL_SECONDS)
+            now = _mtime(path)
+            if now != last:
+                last = now
+                self.reload()
 
     async def __aenter__(self) -> App:
         await self.start()
@@ -104,9 +199,69 @@ class App:
         await self.stop(drain=1.0)
 
 
-async def serve(cfg: Config) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit code."""
-    app = App(cfg)
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _timed(handle: HandleFn, observe: Callable[[float], None]) -> HandleFn:
+    clock = time.perf_counter
+
+    def timed(wire: bytes, peer: str, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
+        start = clock()
+        resp = handle(wire, peer, tcp)
+        observe(clock() - start)
+        return resp
+
+    return timed
+
+
+class QueryLog:
+    """Logs a sample of queries (``query_log``, ``query_log_sample``): one line each."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.every = 0
+        self.seen = 0
+        self.configure(cfg)
+
+    def configure(self, cfg: Config) -> None:
+        rate = cfg.query_log_sample if cfg.query_log else 0.0
+        self.every = max(1, round(1 / rate)) if rate > 0 else 0
+
+    def wrap(self, handle: HandleFn) -> HandleFn:
+        def logged(wire: bytes, peer: str, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
+            resp = handle(wire, peer, tcp)
+            if self.every:
+                self.seen += 1
+                if self.seen % self.every == 0 and type(resp) is bytes:
+                    _log_query(wire, resp, peer, tcp)
+            return resp
+
+        return logged
+
+
+def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
+    from mcdns.answers.rdata import name_text
+    from mcdns.ops.metrics import RCODES, TYPES
+
+    end = wire.find(0, 12) + 1
+    if not end or end + 4 > len(wire):
+        return
+    try:
+        name = name_text(wire[12:end])
+    except IndexError:
+        return
+    qtype = int.from_bytes(wire[end:end + 2], "big")
+    log.info("query client=%s proto=%s name=%s type=%s rcode=%s size=%d", peer,
+             "tcp" if tcp else "udp", name, TYPES.get(qtype, qtype),
+             RCODES.get(resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-", len(resp))
+
+
+async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None) -> int:
+    """Run until SIGTERM or SIGINT (SIGHUP reloads the config); returns the exit code."""
+    app = App(cfg, overrides=overrides)
     await app.start()
     stop = asyncio.Event()
     received: list[signal.Signals] = []
@@ -118,11 +273,12 @@ async def serve(cfg: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
     await stop.wait()
     # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
-    lameduck = cfg.lameduck if received[0] == signal.SIGTERM else 0.0
+    lameduck = app.cfg.lameduck if received[0] == signal.SIGTERM else 0.0
     log.info("shutting down signal=%s lameduck=%ss", received[0].name, lameduck)
-    app.stopping = True
+    app.stopping = True  # /health and /ready fail from now on
     await asyncio.sleep(lameduck)
     await app.stop()
     log.info("stopped")

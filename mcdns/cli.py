@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mcdns import __version__
-from mcdns.config import POLICIES, ROLES, Config, ConfigError, load
+from mcdns.config import POLICIES, ROLES, Config, ConfigError, load, parse_hostport
 from mcdns.kube.source import ClientConfigError
 from mcdns.logs import setup_logging
 from mcdns.state.statefile import StateError, read_objects, reduce_all
@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument(flag, **kw)
     s.add_argument("--query-log", dest="query_log", action="store_true", default=None,
                    help="log queries (sampled)")
+    s.add_argument("--no-metrics", dest="metrics", action="store_false", default=None,
+                   help="count nothing on the query path (/metrics keeps the rest)")
+    e = sub.add_parser("explain", help="explain why a name answers what it answers")
+    e.add_argument("name")
+    e.add_argument("--server", default="127.0.0.1:5353", help="mcdns to ask (HOST:PORT)")
     c = sub.add_parser("check-config", help="validate a config file and exit")
     c.add_argument("file")
     c.add_argument("--state", help="also validate this state file")
@@ -70,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def overrides(ns: argparse.Namespace) -> dict[str, Any]:
-    keys = [k for k, _ in FLAGS.values()] + ["query_log"]
+    keys = [k for k, _ in FLAGS.values()] + ["query_log", "metrics"]
     return {k: getattr(ns, k) for k in keys if getattr(ns, k, None) is not None}
 
 
@@ -78,6 +83,22 @@ def check_state(path: str) -> int:
     """Validate a state file strictly; returns the number of objects kept."""
     by_kind = reduce_all(read_objects(path), strict=True)
     return sum(len(v) for v in by_kind.values())
+
+
+def explain_cmd(name: str, server: str) -> int:
+    """Ask a running mcdns for the explain record (CH TXT) and print it readably."""
+    from mcdns.ops.explain_client import ExplainError, fetch_explain
+
+    target = parse_hostport(server, "--server", 53)
+    try:
+        lines = fetch_explain(name, target)
+    except ExplainError as e:
+        print(f"mcdns: error: {e}", file=sys.stderr)
+        return 1
+    for line in lines:
+        key, _, rest = line.partition("=")
+        print(f"{key:>18}  {rest}" if rest else line)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,23 +112,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 msg += f"; state {state}: {check_state(state)} objects ok"
             print(msg)
             return 0
-        cfg = load(args.config, overrides(args))
+        if args.command == "explain":
+            return explain_cmd(args.name, args.server)
+        flags = overrides(args)
+        cfg = load(args.config, flags)
         setup_logging(cfg.log_format, cfg.log_level)
-        return run(cfg)
+        return run(cfg, flags)
     except (ConfigError, StateError, ClientConfigError) as e:
         print(f"mcdns: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def run(cfg: Config) -> int:
+def run(cfg: Config, flags: dict[str, Any] | None = None) -> int:
     from mcdns.app import serve
 
     try:
         import uvloop
 
-        return uvloop.run(serve(cfg))
+        return uvloop.run(serve(cfg, flags))
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.run(serve(cfg))
+        return asyncio.run(serve(cfg, flags))
     except KeyboardInterrupt:  # pragma: no cover
         return 0
 

@@ -119,6 +119,10 @@ class Config:
     """debug, info, warning or error."""
     query_log: bool = False
     """Log queries (sampled)."""
+    query_log_sample: float = 0.01
+    """Fraction of queries logged when query_log is on (0-1)."""
+    metrics: bool = True
+    """Count queries for /metrics (off: nothing is counted on the query path)."""
     workers: int = 1
     """DNS worker processes sharing the listen sockets with SO_REUSEPORT."""
     config_file: str | None = field(default=None, metadata={"internal": True})
@@ -305,8 +309,10 @@ def _coerce(key: str, value: Any) -> Any:
             return _str_list(value, key)
         case "allow":
             return _networks(_str_list(value, key), key)
-        case "query_log":
+        case "query_log" | "metrics":
             return _bool(value, key)
+        case "query_log_sample":
+            return _float(value, key, 0.0, 1.0)
     raise ConfigError(key, "unknown key")  # pragma: no cover - KEYS guards this
 
 

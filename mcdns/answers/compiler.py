@@ -13,18 +13,37 @@ import time
 from collections.abc import Callable
 
 from mcdns.answers import rdata, records
-from mcdns.answers.health import Decision, decide
+from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
 from mcdns.answers.rdata import T_SRV, T_TXT
-from mcdns.answers.table import AnswerTable, Entry
+from mcdns.answers.table import (
+    TAG_DEGRADED,
+    TAG_IMPORT,
+    TAG_LOCAL,
+    TAG_NONE,
+    AnswerTable,
+    Entry,
+)
 from mcdns.config import Config
 from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
 from mcdns.model import Key
+from mcdns.ops.histogram import PROGRAMMING_BOUNDS, Histogram
 from mcdns.state.store import Changes, Store
 
 log = logging.getLogger("mcdns.answers")
 
 CLUSTER_DNS_VERSION = "1.1.0"
 CLUSTERSET_DNS_VERSION = "1.0.0"
+
+def _tag(d: Decision) -> int:
+    """The metrics tag of a service's answers: local, import or degraded."""
+    if d.degraded:
+        return TAG_DEGRADED
+    return TAG_IMPORT if d.choice == IMPORT else TAG_LOCAL if d.choice == LOCAL else TAG_NONE
+
+
+def _label(d: Decision) -> str:
+    return "degraded" if d.degraded else d.choice
+
 
 DecisionListener = Callable[[Decision | None, Decision | None], None]
 
@@ -40,14 +59,26 @@ class Compiler:
         self.decisions: dict[Key, Decision] = {}
         self.listeners: list[DecisionListener] = []
         self.last_compile_seconds = 0.0
+        self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
+        self._static()
+        self._namespaces()
+        self.table.flush()
+        store.subscribe(self.apply)
+
+    def _static(self) -> None:
+        cfg = self.cfg
         self.table.set_owner(("static", "dns-version"), {
             f"dns-version.{cfg.zone}.": {T_TXT: [rdata.txt(CLUSTER_DNS_VERSION)]},
             f"dns-version.{cfg.clusterset_zone}.": {T_TXT: [rdata.txt(CLUSTERSET_DNS_VERSION)]},
         })
         self._nameserver_addresses()
-        self._namespaces()
-        self.table.flush()
-        store.subscribe(self.apply)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Apply a reloaded config (TTL, policy, min_ready, pods): recompile everything."""
+        self.cfg = cfg
+        self.table.set_ttl(cfg.ttl)
+        self._static()
+        self.recompile_all()
 
     def _nameserver_addresses(self) -> None:
         """``ns.dns.<zone>`` (the apex NS target) resolves to the specific IPs mcdns
@@ -89,6 +120,8 @@ class Compiler:
             self._namespaces()
         self.table.flush()
         self.last_compile_seconds = time.perf_counter() - start
+        if changes.event_time is not None:
+            self.programming.observe(max(0.0, time.time() - changes.event_time))
 
     def recompile_all(self) -> None:
         """Rebuild every service (used when the config changes)."""
@@ -110,11 +143,16 @@ class Compiler:
         d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
         self.decisions[key] = d
         local_slices = st.slices_of(ns, name) if d.service is not None else []
-        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, local_slices))
+        base = f"{name}.{ns}.svc.{self.cfg.zone}."
+        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, local_slices),
+                             {base: _tag(d)})
         if old is None or old.choice != d.choice or old.degraded != d.degraded:
             self._notify(old, d)
 
     def _notify(self, old: Decision | None, new: Decision | None) -> None:
+        if old is not None and new is not None:
+            log.info("service %s/%s decision %s -> %s: %s", new.namespace, new.name,
+                     _label(old), _label(new), new.reason)
         for fn in self.listeners:
             fn(old, new)
 

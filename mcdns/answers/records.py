@@ -30,13 +30,13 @@ class RecordSet:
     """Records being collected for one owner, with helpers for the common shapes."""
 
     def __init__(self) -> None:
-        self.data: Records = defaultdict(lambda: defaultdict(list))
+        # name -> qtype -> rdata, as insertion-ordered dicts (sets that keep order)
+        self.data: dict[str, dict[int, dict[bytes, None]]] = defaultdict(
+            lambda: defaultdict(dict))
         self.srv_candidates: dict[str, int] = defaultdict(int)
 
     def add(self, name: str, qtype: int, rd: bytes) -> None:
-        rds = self.data[name][qtype]
-        if rd not in rds:
-            rds.append(rd)
+        self.data[name][qtype][rd] = None
 
     def address(self, name: str, ip: str, ptr: bool = True) -> None:
         self.add(name, *rdata.address(ip))
@@ -52,11 +52,11 @@ class RecordSet:
         duplicates were merged (one per address and port), at least 1."""
         out: Records = {}
         for name, types in self.data.items():
-            if T_SRV in types:
-                srvs = types[T_SRV]
+            sets = {t: list(rds) for t, rds in types.items()}
+            if T_SRV in sets:
                 weight = max(1, 100 // self.srv_candidates[name])
-                types[T_SRV] = [rdata.srv_with_weight(rd, weight) for rd in srvs]
-            out[name] = dict(types)
+                sets[T_SRV] = [rdata.srv_with_weight(rd, weight) for rd in sets[T_SRV]]
+            out[name] = sets
         return out
 
 

@@ -46,6 +46,7 @@ _TYPE_SUFFIX = {t: struct.pack(">HH", t, CLASS_IN) for t in (*TYPES, T_ANY)}
 _COUNTS: dict[tuple[int, int, int], bytes] = {}
 
 Owner = Hashable
+TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
 
 
@@ -60,6 +61,8 @@ class Entry:
     size: int  # header + question + body, without OPT (for the canonical question)
     tail: int  # the response's size minus the index past the query's name
     answers_len: int = -1  # bytes of ``body`` before the additional section (-1: no glue)
+    zone: int = -1  # index of the zone in AnswerTable.zones (metrics label)
+    tag: int = 0  # TAG_*: which decision this answer serves (metrics label)
 
     def minimal(self) -> Entry | None:
         """The same answer without its additional section (None when it has none)."""
@@ -67,7 +70,7 @@ class Entry:
             return None
         an, ns = struct.unpack_from(">HH", self.counts, 2)
         return make_entry(self.rcode, an, ns, 0, self.body[:self.answers_len],
-                          self.size - len(self.body) - 12)
+                          self.size - len(self.body) - 12, -1, self.zone, self.tag)
 
 
 def _counts(an: int, ns: int, ar: int) -> bytes:
@@ -79,9 +82,9 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
 
 
 def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
-               answers_len: int = -1) -> Entry:
+               answers_len: int = -1, zone: int = -1, tag: int = 0) -> Entry:
     return Entry(rcode, _counts(an, ns, ar), _counts(an, ns, ar + 1), body,
-                 12 + qlen + len(body), len(body) + 4, answers_len)
+                 12 + qlen + len(body), len(body) + 4, answers_len, zone, tag)
 
 
 @dataclass(slots=True, eq=False)
@@ -91,6 +94,7 @@ class Zone:
     name: str  # lower case, no trailing dot
     wire: bytes
     ttl: int
+    index: int = -1  # position in AnswerTable.zones
     serial: int = 0
     negative: bytes = b""  # authority section: the SOA, uncompressed
     nxdomain: Entry | None = None  # negative answers with that authority section
@@ -101,8 +105,8 @@ class Zone:
 
     def rebuild_negative(self) -> None:
         self.negative = rd.rr(self.wire, T_SOA, self.ttl, self.soa())
-        self.nxdomain = make_entry(RCODE_NXDOMAIN, 0, 1, 0, self.negative, 0)
-        self.nodata = make_entry(RCODE_NOERROR, 0, 1, 0, self.negative, 0)
+        self.nxdomain = make_entry(RCODE_NXDOMAIN, 0, 1, 0, self.negative, 0, zone=self.index)
+        self.nodata = make_entry(RCODE_NOERROR, 0, 1, 0, self.negative, 0, zone=self.index)
 
 
 class _Shared:
@@ -121,6 +125,8 @@ class AnswerTable:
         self.ttl = ttl
         self.zones: list[Zone] = sorted(
             (Zone(z, name_wire(z + "."), ttl) for z in zones), key=lambda z: -len(z.wire))
+        for i, zone in enumerate(self.zones):
+            zone.index = i
         self.entries: dict[bytes, Entry] = {}  # name wire + qtype + class -> entry
         self.aliases: dict[bytes, Entry] = {}  # CNAME owner name wire -> entry for any type
         self.names: dict[bytes, Owner | _Shared] = {}  # names that hold records
@@ -131,6 +137,7 @@ class AnswerTable:
         self._aliases_of: dict[bytes, set[bytes]] = {}  # CNAME target -> CNAME owners
         self._dirty_zones: set[Zone] = set()
         self._pending: dict[bytes, RRsets] = {}  # names being recompiled by set_owner
+        self._tags: dict[bytes, int] = {}  # their metrics tags
         for zone in self.zones:
             zone.serial = int(time.time())
             zone.rebuild_negative()
@@ -173,14 +180,20 @@ class AnswerTable:
 
     # ---- writers ------------------------------------------------------------------------
 
-    def set_owner(self, owner: Owner, records: Mapping[str, Mapping[int, list[bytes]]]) -> bool:
-        """Replace everything ``owner`` contributes; False when nothing changed."""
+    def set_owner(self, owner: Owner, records: Mapping[str, Mapping[int, list[bytes]]],
+                  tags: Mapping[str, int] | None = None) -> bool:
+        """Replace everything ``owner`` contributes; False when nothing changed.
+
+        ``tags`` marks names whose answers count as a decision (TAG_*) in the metrics.
+        """
+        tag_of = {name_wire(n): t for n, t in (tags or {}).items()}
         new: dict[bytes, RRsets] = {}
         for name, types in records.items():
             sets = {t: tuple(rds) for t, rds in types.items() if rds}
             if sets:
                 new[name_wire(name)] = sets
-        sig = hash(tuple(sorted((n, tuple(sorted(s.items()))) for n, s in new.items())))
+        sig = hash((self.ttl, tuple(sorted(tag_of.items())),
+                    tuple(sorted((n, tuple(sorted(s.items()))) for n, s in new.items()))))
         if self._owner_sig.get(owner) == sig:
             return False
         old = self._owner_names.get(owner, ())
@@ -196,10 +209,12 @@ class AnswerTable:
             self._owner_names.pop(owner, None)
             self._owner_sig.pop(owner, None)
         touched = gone + list(new)
+        self._tags = tag_of
         for glue_pass in (False, True):  # addresses first, then answers that glue them
             for wire in touched:
                 self._compile(wire, glue_pass)
         self._pending.clear()
+        self._tags = {}
         return True
 
     def set_bare_names(self, owner: Owner, names: Iterable[str]) -> None:
@@ -214,6 +229,14 @@ class AnswerTable:
             self._bare[owner] = new
         else:
             self._bare.pop(owner, None)
+
+    def set_ttl(self, ttl: int) -> None:
+        """A new TTL: every owner recompiles on its next set_owner (the TTL is in the
+        signature), the zones' SOAs now."""
+        self.ttl = ttl
+        for zone in self.zones:
+            zone.ttl = ttl
+            self._dirty_zones.add(zone)
 
     def flush(self) -> None:
         """Bump the serial of every zone whose data changed, and rebuild its SOA answers."""
@@ -316,13 +339,14 @@ class AnswerTable:
                 answers += [rd.rr(QNAME_POINTER, t, ttl, x) for x in sets.get(t, ())]
         body = b"".join(answers)
         qlen = len(wire) + 4
-        if qtype not in GLUED or T_CNAME in sets:
-            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen)
-        glue = self._glue(sets.get(qtype, ()), qtype)
+        zone = self.zone_of(wire)
+        where = (zone.index if zone is not None else -1, self._tags.get(wire, TAG_NONE))
+        glue = [] if qtype not in GLUED or T_CNAME in sets else self._glue(
+            sets.get(qtype, ()), qtype)
         if not glue:
-            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen)
+            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen, -1, *where)
         return make_entry(RCODE_NOERROR, len(answers), 0, len(glue), body + b"".join(glue),
-                          qlen, len(body))
+                          qlen, len(body), *where)
 
     def _glue(self, rdatas: tuple[bytes, ...], qtype: int) -> list[bytes]:
         """A/AAAA of SRV and NS targets for the additional section, as CoreDNS adds them."""
@@ -370,11 +394,10 @@ class AnswerTable:
 
 
 def _merge(by_owner: Mapping[Owner, RRsets]) -> RRsets:
-    out: dict[int, list[bytes]] = {}
+    out: dict[int, dict[bytes, None]] = {}
     for owner in sorted(by_owner, key=repr):
         for qtype, rds in by_owner[owner].items():
-            into = out.setdefault(qtype, [])
-            into.extend(x for x in rds if x not in into)
+            out.setdefault(qtype, {}).update(dict.fromkeys(rds))
     return {t: tuple(v) for t, v in out.items()}
 
 

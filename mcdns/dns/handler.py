@@ -20,7 +20,7 @@ from typing import Protocol
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.explain import explain
-from mcdns.answers.table import Entry, Zone
+from mcdns.answers.table import TAG_NONE, Entry, Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
 
@@ -32,6 +32,7 @@ CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 
 Response = bytes | None | Awaitable[bytes | None]
+AnswerKey = tuple[int, bytes, int, int, bool]  # zone index, qtype, rcode, tag, tcp
 _FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
 _ON_DEMAND_TYPES = (struct.pack(">H", T_SRV), struct.pack(">H", T_ANY))
 
@@ -55,11 +56,16 @@ class Handler:
         self.store = compiler.store
         self.forwarder = forwarder
         self.ra = forwarder is not None
+        self.reconfigure(cfg)
+        self._hostname = socket.gethostname().encode()[:255]
+        self.stats: dict[AnswerKey, int] | None = None  # set when metrics are on
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Take the settings the query path reads from a (reloaded) config."""
+        self.cfg = cfg
         self.max_udp = cfg.max_udp_size
         self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
         self._pod_zone = _name_wire_suffix("pod." + cfg.zone) if cfg.pods == "insecure" else None
-        self._hostname = socket.gethostname().encode()[:255]
-        self.answered = 0
 
     # ---- the hot path ------------------------------------------------------------------
 
@@ -78,8 +84,12 @@ class Handler:
                     e = self.table.entries.get(name + wire[qend:n]) or self._negative_entry(
                         name, wire, qend)
                     if e is None and fwd is not None and self._forwardable(name, wire, qend):
-                        return fwd.answer(wire, name + wire[qend:qend + 4], tcp)
+                        return self._forward(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None and (tcp or qend + e.tail <= 512):
+                        st = self.stats
+                        if st is not None:
+                            k = (e.zone, wire[qend:qend + 2], e.rcode, e.tag, tcp)
+                            st[k] = st.get(k, 0) + 1
                         return (wire[:2] + bytes((0x84 | (wire[2] & 1),
                                                   (0x80 if self.ra else 0) | (wire[3] & 0x10)
                                                   | e.rcode))
@@ -93,21 +103,58 @@ class Handler:
                     e = self.table.entries.get(name + wire[qend:qend + 4]) or self._negative_entry(
                         name, wire, qend)
                     if e is None and fwd is not None and self._forwardable(name, wire, qend):
-                        return fwd.answer(wire, name + wire[qend:qend + 4], tcp)
+                        return self._forward(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None:
                         do = wire[qend + 11] & 0x80 != 0
                         limit = 65535 if tcp else min(
                             max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)
                         if qend + e.tail + 11 <= limit:
+                            st = self.stats
+                            if st is not None:
+                                k = (e.zone, wire[qend:qend + 2], e.rcode, e.tag, tcp)
+                                st[k] = st.get(k, 0) + 1
                             return (wire[:2] + bytes((0x84 | (wire[2] & 1),
                                                       (0x80 if self.ra else 0) | (wire[3] & 0x10)
                                                       | e.rcode))
                                     + e.counts_edns + wire[12:qend + 4] + e.body + self._opt[do])
         try:
-            return self._slow(wire, peer, tcp)
+            resp = self._slow(wire, peer, tcp)
         except Exception:
             log.exception("error answering a query; SERVFAIL")
-            return w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
+            resp = w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
+        if self.stats is not None and type(resp) is bytes:
+            self.count(resp, tcp)
+        return resp
+
+    def count(self, resp: bytes, tcp: bool) -> None:
+        """Count a response built off the hot path, reading zone, type and rcode from it."""
+        st = self.stats
+        assert st is not None
+        zi, qtype = -1, b""
+        if resp[4:6] == b"\x00\x01":
+            end = resp.find(0, 12) + 1
+            if end:
+                qtype = resp[end:end + 2]
+                zone = self.table.zone_of(resp[12:end].lower())
+                zi = zone.index if zone is not None else -1
+        k = (zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)
+        st[k] = st.get(k, 0) + 1
+
+    def _forward(self, wire: bytes, qkey: bytes, tcp: bool) -> Response:
+        assert self.forwarder is not None
+        resp = self.forwarder.answer(wire, qkey, tcp)
+        if self.stats is None:
+            return resp
+        if type(resp) is bytes:
+            self.count(resp, tcp)
+            return resp
+        return self._counted(resp, tcp)  # type: ignore[arg-type]
+
+    async def _counted(self, resp: Awaitable[bytes | None], tcp: bool) -> bytes | None:
+        data = await resp
+        if data is not None:
+            self.count(data, tcp)
+        return data
 
     def _forwardable(self, name: bytes, wire: bytes, qend: int) -> bool:
         """Resolver role: an IN query for a name outside every served zone."""
@@ -151,7 +198,7 @@ class Handler:
         zone = self.table.zone_of(q.name) if q.qclass in (CLASS_IN, CLASS_ANY) else None
         if zone is None:
             if self.forwarder is not None and q.qclass == CLASS_IN:
-                return self.forwarder.answer(wire, q.key, tcp)
+                return self._forward(wire, q.key, tcp)
             return self._refused(q, tcp)
         if q.qtype in (T_AXFR, T_IXFR):
             return self._refused(q, tcp)
@@ -171,7 +218,7 @@ class Handler:
         if not exists and not self.store.synced:
             return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
         if (not exists and self.forwarder is not None and zone.name.endswith("arpa")):
-            return self.forwarder.answer(wire, q.key, tcp)
+            return self._forward(wire, q.key, tcp)
         return self._negative(q, tcp, zone, w.RCODE_NOERROR if exists else w.RCODE_NXDOMAIN)
 
     def _respond(self, q: w.Query, tcp: bool, rcode: int, counts: bytes, body: bytes,

@@ -1,0 +1,67 @@
+"""The operations HTTP listener: /health, /ready and /metrics, on their own port.
+
+aiohttp serves it on the same event loop as DNS; every handler only reads in-memory
+state (no awaits on I/O), so a scrape never holds DNS answering up for long.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mcdns.config import HostPort
+from mcdns.ops.metrics import registry_for
+
+if TYPE_CHECKING:
+    from mcdns.app import App
+
+
+class HTTPServer:
+    """/health (liveness; fails in lameduck), /ready (synced), /metrics (Prometheus)."""
+
+    def __init__(self, app: App, address: HostPort) -> None:
+        self.app = app
+        self.address = address
+        self.registry = registry_for(app)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        web_app = web.Application()
+        web_app.router.add_get("/health", self.health)
+        web_app.router.add_get("/ready", self.ready)
+        web_app.router.add_get("/metrics", self.metrics)
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.address.host, self.address.port,
+                           reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.address.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def health(self, _request: web.Request) -> web.Response:
+        if self.app.stopping:
+            return web.Response(status=503, text="shutting down (lameduck)\n")
+        return web.Response(text="OK\n")
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        if self.app.stopping:
+            return web.Response(status=503, text="not ready: shutting down\n")
+        missing = [name for name, ok in sorted(self.app.store.synced_sources.items()) if not ok]
+        if missing:
+            return web.Response(status=503,
+                                text=f"not ready: waiting for the first list of "
+                                     f"{', '.join(missing)}\n")
+        return web.Response(text="ready\n")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
