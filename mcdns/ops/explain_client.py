@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from dnslib import CLASS, QTYPE, DNSQuestion, DNSRecord
+from dnslib import CLASS, QTYPE, RCODE, DNSQuestion, DNSRecord
 
 from mcdns.config import HostPort
 
@@ -35,8 +35,9 @@ def fetch_explain(name: str, server: HostPort, timeout: float = 3.0) -> list[str
         raise ExplainError(f"cannot ask {server}: {e}") from None
     rcode = reply.header.rcode
     if rcode != 0:
-        raise ExplainError(f"{server} answered {reply.header.get_rcode()!s} for {name}"
-                           f" (rcode {rcode}): is the name in a zone mcdns serves?")
+        text = RCODE.get(rcode, str(rcode))
+        raise ExplainError(f"{server} answered {text} for {name}: is the name in a zone "
+                           f"mcdns serves?")
     return [b"".join(rr.rdata.data).decode("utf-8", "replace") for rr in reply.rr]
 
 
