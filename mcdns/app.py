@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -259,21 +260,33 @@ def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
              RCODES.get(resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-", len(resp))
 
 
-async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None) -> int:
-    """Run until SIGTERM or SIGINT (SIGHUP reloads the config); returns the exit code."""
+async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,
+                children: Sequence[int] = ()) -> int:
+    """Run until SIGTERM or SIGINT (SIGHUP reloads the config); returns the exit code.
+    Signals are passed on to the ``children`` worker processes."""
     app = App(cfg, overrides=overrides)
-    await app.start()
+    await app.start(reuse_port=cfg.workers > 1)
     stop = asyncio.Event()
     received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
 
+    def forward(sig: signal.Signals) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
     def on_signal(sig: signal.Signals) -> None:
+        forward(sig)
         received.append(sig)
         stop.set()
 
+    def on_hup() -> None:
+        forward(signal.SIGHUP)
+        app.reload()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, app.reload)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
     # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
     lameduck = app.cfg.lameduck if received[0] == signal.SIGTERM else 0.0

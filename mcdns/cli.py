@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -124,14 +127,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(cfg: Config, flags: dict[str, Any] | None = None) -> int:
+    """Serve; with ``workers`` > 1, fork that many processes sharing the sockets
+    (SO_REUSEPORT). The first one also serves HTTP and forwards signals to the others."""
+    children: list[int] = []
+    for _ in range(cfg.workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker: DNS only, no HTTP port of its own
+            os._exit(_loop(cfg.replace(http=None), flags, []))
+        children.append(pid)
+    try:
+        return _loop(cfg, flags, children)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _loop(cfg: Config, flags: dict[str, Any] | None, children: list[int]) -> int:
     from mcdns.app import serve
 
     try:
         import uvloop
 
-        return uvloop.run(serve(cfg, flags))
+        return uvloop.run(serve(cfg, flags, children))
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.run(serve(cfg, flags))
+        return asyncio.run(serve(cfg, flags, children))
     except KeyboardInterrupt:  # pragma: no cover
         return 0
 

@@ -335,6 +335,8 @@ def _check_whole(cfg: Config) -> None:
         raise ConfigError("clusterset_zone", "must differ from zone")
     if cfg.state and cfg.kubeconfig:
         raise ConfigError("state", "state and kubeconfig are exclusive; give one")
+    if cfg.workers > 1 and any(hp.port == 0 for hp in cfg.listen):
+        raise ConfigError("workers", "several workers need fixed listen ports, not port 0")
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

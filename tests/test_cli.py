@@ -95,3 +95,37 @@ def test_serve_answers_flags_override_file_and_sigterm_exits_zero(tmp_path: Path
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_two_workers_share_the_port_and_answer_correctly(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([*MCDNS, "serve", "--state", str(DEMO_STATE), "--listen",
+                             f"127.0.0.1:{port}", "--http", "", "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        started = 0
+        while started < 2:  # both workers log their start line
+            assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+            line = proc.stderr.readline() if proc.stderr else ""
+            started += "mcdns started" in line
+        children = subprocess.run(["ps", "--ppid", str(proc.pid), "-o", "pid="],
+                                  capture_output=True, text=True).stdout.split()
+        assert len(children) == 1
+        q = dns.message.make_query("serve.default.svc.cluster.local.", "A")
+        for _ in range(200):  # a new source port each time: the kernel spreads them
+            resp = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
+            assert [r.address for r in resp.answer[0]] == ["10.13.187.164"]
+        tcp = dns.query.tcp(q, "127.0.0.1", port=port, timeout=2)
+        assert tcp.answer[0][0].address == "10.13.187.164"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert subprocess.run(["ps", "-p", children[0]], capture_output=True).returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_workers_need_fixed_ports() -> None:
+    r = run("serve", "--workers", "2", "--listen", "127.0.0.1:0", "--state", str(DEMO_STATE))
+    assert r.returncode == 2 and "'workers'" in r.stderr
