@@ -7,11 +7,11 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # command:debian-package pairs the tests (and benchmarks) run for real
-TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot
+TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck unit tools bench-tools bench clean
+.PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,28 @@ unit: $(TEST_STAMP) tools
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# Benchmarks (not tests): results in bench/results/, figures in the README.
+bench: $(BENCH_STAMP) bench-tools
+	$(BIN)/python -m bench.run
+
+bench-resolver: $(BENCH_STAMP) bench-tools tools
+	$(BIN)/python bench/resolver_bench.py --rounds 3
+
+bench-kube: $(BENCH_STAMP)
+	$(BIN)/python -m bench.kube_scale
+
+# Long runs of what CI runs briefly.
+soak: $(TEST_STAMP) tools
+	$(BIN)/python -m tests.soak --seconds $${SOAK_SECONDS:-600}
+
+fuzz: $(TEST_STAMP)
+	$(BIN)/python -m tests.fuzz.run --inputs $${FUZZ_INPUTS:-1000000}
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
