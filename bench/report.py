@@ -15,6 +15,7 @@ from typing import Any
 SERVERS = ("mcdns", "knot", "dnslib")
 LABELS = {"mcdns": "mcdns", "knot": "Knot DNS", "dnslib": "dnslib DNSServer"}
 MIXES = {"mix1": "1: A, existing names", "mix2": "2: pod mix (ndots:5, AAAA, SRV, EDNS)"}
+PERIOD_US = 100_000  # cgroup CPU period (bench.servers)
 GOALS = {"mix1_vs_knot": 0.7, "mix1_vs_dnslib": 25.0, "mix2_vs_knot": 0.6,
          "latency_ms": 0.15, "rss_per_name_b": 1024.0}
 
@@ -54,6 +55,9 @@ def _row(tp: list[dict[str, Any]], lat: list[dict[str, Any]]) -> dict[str, Any]:
         "qps_runs": [round(r["qps"]) for r in tp],
         "load_avg_ms": statistics.median(r["avg_latency_s"] for r in tp) * 1000,
     }
+    capped = [100 * r["throttled"] / (r["seconds"] * 1e6 / PERIOD_US) for r in tp
+              if r.get("throttled") is not None]
+    row["capped_pct"] = min(100.0, statistics.median(capped)) if capped else None
     if lat:
         row["lat_qps"] = statistics.median(r["qps"] for r in lat)
         row["lat_avg_ms"] = statistics.median(r["avg_latency_s"] for r in lat) * 1000
@@ -94,16 +98,18 @@ def _f(v: float | None, fmt: str) -> str:
 def table(s: dict[str, Any]) -> str:
     """Markdown tables: throughput and latency, memory, goals."""
     lines = [
-        "| mix | server | QPS (median) | runs | vs Knot | vs dnslib | avg ms under load "
-        "| avg ms @2k q/s | p99 ms @2k q/s |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| mix | server | QPS (median) | runs | capped | vs Knot | vs dnslib "
+        "| avg ms under load | avg ms @2k q/s | p99 ms @2k q/s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for mix, rows in s["mixes"].items():
         for srv, r in rows.items():
             note = "" if r.get("lat_qps", 2000) >= 1900 else f" (only {r['lat_qps']:.0f} q/s)"
             lines.append(
                 f"| {MIXES[mix]} | {LABELS[srv]} | {r['qps']:,.0f} | "
-                f"{', '.join(f'{q:,}' for q in r['qps_runs'])} | {_f(r['vs_knot'], '.2f')} | "
+                f"{', '.join(f'{q:,}' for q in r['qps_runs'])} | "
+                f"{_f(r.get('capped_pct'), '.0f')}{'%' if r.get('capped_pct') is not None else ''}"
+                f" | {_f(r['vs_knot'], '.2f')} | "
                 f"{_f(r['vs_dnslib'], '.1f')} | {r['load_avg_ms']:.3f} | "
                 f"{_f(r.get('lat_avg_ms'), '.3f')}{note} | {_f(r.get('lat_p99_ms'), '.3f')} |")
     sizes = s.get("memory_sizes", [])
@@ -188,8 +194,11 @@ servers alternating, and the median is shown; latency is measured separately at 
 {meta['rate']:,} queries/s ({meta['latency_seconds']:g} s, p99 over every query). Mix 1
 is A queries for existing service names; mix 2 is what pods send with `ndots:5` (the
 search path makes about half the queries NXDOMAIN), 20% AAAA, 5% SRV, with EDNS. RSS is
-read once each server answers, at {', '.join(f"{int(n):,}" for n in s.get('memory_sizes', []))}
-services; growth is divided by the growth in served names.
+read once each server answers, at {' and '.join(f"{int(n):,}" for n in s.get('memory_sizes', []))}
+services; growth is divided by the growth in served names. *capped* is the share of
+100 ms quota periods in which the server was throttled: near 100% means the server was the
+bottleneck; well below means something else (dnsperf, or a neighbour on CPU 1) limited
+that run, and the QPS understates what the server does in half a core.
 
 Latest run: {meta['date']}, {meta['nproc']} x {meta['cpu']} (`nproc` = {meta['nproc']},
 shared with other jobs: expect noise), Linux {meta['kernel']}, dnsperf {meta['dnsperf']},

@@ -186,6 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "readme" / "performance.md")
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--from-json", type=Path, help="only re-render a saved results.json")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args(argv)
     if a.quick:
@@ -199,6 +200,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    if a.from_json:
+        saved = json.loads(a.from_json.read_text())
+        memory = {k: v["rss"] for k, v in saved["summary"]["memory"].items()}
+        names = saved["meta"].get("served_names", {})
+        write_results(a, saved["meta"], saved["runs"],
+                      report.summarise(saved["runs"], memory, names))
+        return
     check_tools()
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mcdns-bench-"))
@@ -235,6 +243,7 @@ def bench(a: argparse.Namespace, work: Path
     check_agreement(runs)
     names = {str(n): json.loads(files[n].meta.read_text())["served_names"] for n in sizes}
     meta = machine(a, cap)
+    meta["served_names"] = names
     return meta, runs, report.summarise(runs, memory, names)
 
 
