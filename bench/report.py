@@ -208,5 +208,5 @@ Knot {meta['knot']}, Python {meta['python']}, mcdns commit {meta['commit']}.
 ![throughput chart](bench/results/chart.png)
 
 Every run is in `bench/results/results.json`. `make bench` reproduces it (about
-10 minutes); `.venv/bin/python -m bench.run --quick` takes about 3.
+6 minutes); `.venv/bin/python -m bench.run --quick` takes about 2.
 """

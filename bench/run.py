@@ -7,7 +7,7 @@ the median of ``--runs``) and fixed-rate latency runs for both query mixes, and 
 ``docs/readme/performance.md``. It installs nothing: missing tools are named with the
 apt line that provides them.
 
-Usage: ``.venv/bin/python -m bench.run`` (about 6 minutes) or ``--quick`` (about 1).
+Usage: ``.venv/bin/python -m bench.run`` (about 6 minutes) or ``--quick`` (about 2).
 """
 
 from __future__ import annotations
