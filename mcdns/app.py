@@ -16,7 +16,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -87,8 +88,8 @@ class App:
         """The handler, wrapped with latency measurement and query logging when on."""
         handle: HandleFn = self.handler.handle
         if self.latency is not None:
-            handle = _timed(handle, self.latency.observe)
-        return self.query_log.wrap(handle)
+            handle = _timed(handle, self.latency)
+        return self.query_log.wrap(handle) if self.query_log.every else handle
 
     @staticmethod
     def _sources(cfg: Config) -> tuple[str, ...]:
@@ -175,6 +176,7 @@ class App:
         setup_logging(new.log_format, new.log_level)
         self.query_log.configure(new)
         self.listeners.cfg = new
+        self.listeners.set_handle(self._handle_fn())  # query logging may have changed
         self.handler.reconfigure(new)
         self.compiler.reconfigure(new)
         if self.forwarder is not None and hasattr(self.forwarder, "cfg"):
@@ -207,13 +209,17 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _timed(handle: HandleFn, observe: Callable[[float], None]) -> HandleFn:
+def _timed(handle: HandleFn, histogram: Histogram) -> HandleFn:
+    """``handle`` with its time recorded in ``histogram`` (inlined: this is per query)."""
     clock = time.perf_counter
+    bounds, counts = histogram.bounds, histogram.counts
 
     def timed(wire: bytes, peer: str, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
         start = clock()
         resp = handle(wire, peer, tcp)
-        observe(clock() - start)
+        spent = clock() - start
+        counts[bisect_left(bounds, spent)] += 1
+        histogram.sum += spent
         return resp
 
     return timed

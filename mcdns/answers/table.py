@@ -38,6 +38,7 @@ from mcdns.answers.rdata import (
 )
 
 CLASS_IN = 1
+NEGATIVE_CACHE_MAX = 65536
 RCODE_NOERROR = 0
 RCODE_NXDOMAIN = 3
 TYPES = (T_A, T_AAAA, T_CNAME, T_SRV, T_PTR, T_TXT, T_NS, T_SOA)  # the types owners give
@@ -131,6 +132,9 @@ class AnswerTable:
         self.aliases: dict[bytes, Entry] = {}  # CNAME owner name wire -> entry for any type
         self.names: dict[bytes, Owner | _Shared] = {}  # names that hold records
         self.ents: dict[bytes, int] = {}  # names with records below them, or bare names
+        # The query path's memo of negative answers (name + type + class -> entry);
+        # emptied on every change to the table, bounded by NEGATIVE_CACHE_MAX.
+        self.negative_cache: dict[bytes, Entry] = {}
         self._owner_names: dict[Owner, tuple[bytes, ...]] = {}
         self._owner_sig: dict[Owner, int] = {}
         self._bare: dict[Owner, set[bytes]] = {}
@@ -196,6 +200,7 @@ class AnswerTable:
                     tuple(sorted((n, tuple(sorted(s.items()))) for n, s in new.items()))))
         if self._owner_sig.get(owner) == sig:
             return False
+        self.negative_cache.clear()
         old = self._owner_names.get(owner, ())
         gone = [n for n in old if n not in new]
         for wire in gone:
@@ -221,6 +226,8 @@ class AnswerTable:
         """Names that exist without records of their own (NODATA, not NXDOMAIN)."""
         new = {name_wire(n) for n in names}
         old = self._bare.get(owner, set())
+        if new != old:
+            self.negative_cache.clear()
         for wire in old - new:
             self._unref(wire)
         for wire in new - old:

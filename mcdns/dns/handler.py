@@ -20,7 +20,7 @@ from typing import Protocol
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.explain import explain
-from mcdns.answers.table import TAG_NONE, Entry, Zone
+from mcdns.answers.table import NEGATIVE_CACHE_MAX, TAG_NONE, Entry, Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
 
@@ -63,6 +63,9 @@ class Handler:
     def reconfigure(self, cfg: Config) -> None:
         """Take the settings the query path reads from a (reloaded) config."""
         self.cfg = cfg
+        self._entries = self.table.entries
+        self._negatives = self.table.negative_cache
+        self._negatives.clear()
         self.max_udp = cfg.max_udp_size
         self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
         self._pod_zone = _name_wire_suffix("pod." + cfg.zone) if cfg.pods == "insecure" else None
@@ -81,8 +84,9 @@ class Handler:
                 qend = wire.find(0, 12) + 1
                 if qend and qend + 4 == n:
                     name = wire[12:qend].lower()
-                    e = self.table.entries.get(name + wire[qend:n]) or self._negative_entry(
-                        name, wire, qend)
+                    key = name + wire[qend:n]
+                    e = (self._entries.get(key) or self._negatives.get(key)
+                         or self._negative_entry(name, key, wire, qend))
                     if e is None and fwd is not None and self._forwardable(name, wire, qend):
                         return self._forward(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None and (tcp or qend + e.tail <= 512):
@@ -100,8 +104,9 @@ class Handler:
                 if (qend and qend + 15 == n and wire[qend + 4:qend + 7] == b"\x00\x00\x29"
                         and wire[qend + 10] == 0 and wire[n - 2:] == b"\x00\x00"):
                     name = wire[12:qend].lower()
-                    e = self.table.entries.get(name + wire[qend:qend + 4]) or self._negative_entry(
-                        name, wire, qend)
+                    key = name + wire[qend:qend + 4]
+                    e = (self._entries.get(key) or self._negatives.get(key)
+                         or self._negative_entry(name, key, wire, qend))
                     if e is None and fwd is not None and self._forwardable(name, wire, qend):
                         return self._forward(wire, name + wire[qend:qend + 4], tcp)
                     if e is not None:
@@ -161,9 +166,19 @@ class Handler:
         return (wire[qend + 2:qend + 4] == b"\x00\x01" and w.is_plain_name(name)
                 and self.table.zone_of(name) is None)
 
-    def _negative_entry(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
+    def _negative_entry(self, name: bytes, key: bytes, wire: bytes, qend: int) -> Entry | None:
         """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
-        (other classes, zone transfers, pods, CNAMEs, not yet synced, out of zone)."""
+        (other classes, zone transfers, pods, CNAMEs, not yet synced, out of zone).
+        Remembered in the table's negative cache until the table changes."""
+        e = self._negative_lookup(name, wire, qend)
+        if e is not None:
+            cache = self._negatives
+            if len(cache) >= NEGATIVE_CACHE_MAX:
+                cache.clear()
+            cache[key] = e
+        return e
+
+    def _negative_lookup(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
         if wire[qend + 2:qend + 4] != b"\x00\x01" or wire[qend:qend + 2] in _FULL_PATH_TYPES:
             return None
         if not w.is_plain_name(name):  # over 255 octets or a label over 63: FORMERR

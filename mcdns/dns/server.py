@@ -163,7 +163,7 @@ class TCPProtocol(asyncio.Protocol):
         finally:
             self.pending -= 1
             if self.closing and not self.pending and self.transport is not None:
-                self.transport.close()
+                self._finish(self.transport)
 
     def write(self, resp: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -172,7 +172,17 @@ class TCPProtocol(asyncio.Protocol):
     def close_when_done(self) -> None:
         self.closing = True
         if not self.pending and self.transport is not None:
-            self.transport.close()
+            self._finish(self.transport)
+
+    @staticmethod
+    def _finish(transport: asyncio.Transport) -> None:
+        """Half-close after the queued answers: closing with queries still unread would
+        make the kernel reset the connection and the client could lose its answers."""
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, transport.close)
+        else:
+            transport.close()
 
 
 class Listeners:
@@ -211,6 +221,16 @@ class Listeners:
                 backlog=1024)
             self.tcp.append(server)
             self.addresses.append(HostPort(hp.host, port))
+
+    def set_handle(self, handle: HandleFn) -> None:
+        """Answer with ``handle`` from now on (a reload changed how queries are wrapped)."""
+        self.handle = handle
+        for t in self.udp:
+            proto = t.get_protocol()
+            if isinstance(proto, UDPProtocol):
+                proto.handle = handle
+        for conn in self.state.connections:
+            conn.handle = handle
 
     async def stop(self, drain: float = 5.0) -> None:
         """Close listeners, drain TCP connections and pending answers, cancel the rest."""

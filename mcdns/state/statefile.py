@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from mcdns.state.store import Store
 log = logging.getLogger("mcdns.state")
 
 MAX_STATE_BYTES = 256 << 20
+CHILD_PARSE_BYTES = 1 << 20  # larger files are parsed in a child process
 POLL_SECONDS = 0.2
 SOURCE = "state"
 KEPT_KINDS = (Kind.SERVICE, Kind.SLICE, Kind.IMPORT, Kind.NAMESPACE, Kind.CLUSTER_PROPERTY)
@@ -81,8 +84,10 @@ def _flatten(doc: Any, where: str) -> Iterator[dict[str, Any]]:
             yield item
 
 
-def reduce_all(objs: list[dict[str, Any]], strict: bool) -> dict[Kind, list[Slim]]:
-    """Slim objects by kind; a bad object raises (strict) or is logged and skipped."""
+def reduce_all(objs: list[dict[str, Any]], strict: bool,
+               skipped: list[str] | None = None) -> dict[Kind, list[Slim]]:
+    """Slim objects by kind; a bad object raises (strict) or is skipped: logged, or
+    appended to ``skipped`` for the caller to log."""
     out: dict[Kind, list[Slim]] = {k: [] for k in KEPT_KINDS}
     for obj in objs:
         kind = kind_of(obj)
@@ -93,13 +98,39 @@ def reduce_all(objs: list[dict[str, Any]], strict: bool) -> dict[Kind, list[Slim
         except ReduceError as e:
             if strict:
                 raise StateError(str(e)) from None
-            log.warning("state file: skipping %s", e)
+            if skipped is None:
+                log.warning("state file: skipping %s", e)
+            else:
+                skipped.append(str(e))
     return out
+
+
+def parse(path: str | Path, strict: bool) -> dict[Kind, list[Slim]]:
+    """The file's slim objects by kind. A large file is parsed in a short-lived child
+    process: parsing YAML makes millions of short-lived objects, and the heap they
+    fragment would otherwise stay in this process's RSS for good."""
+    try:
+        big = Path(path).stat().st_size > CHILD_PARSE_BYTES
+    except OSError:
+        big = False
+    if not big:
+        return reduce_all(read_objects(path), strict)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        by_kind, skipped = pool.submit(_parse_in_child, str(path), strict).result()
+    for problem in skipped:
+        log.warning("state file: skipping %s", problem)
+    return by_kind
+
+
+def _parse_in_child(path: str, strict: bool) -> tuple[dict[Kind, list[Slim]], list[str]]:
+    skipped: list[str] = []
+    return reduce_all(read_objects(path), strict, skipped), skipped
 
 
 def load_into(store: Store, path: str | Path, strict: bool) -> int:
     """Read the file and make the store hold exactly its objects; returns changes."""
-    by_kind = reduce_all(read_objects(path), strict)
+    by_kind = parse(path, strict)
     now = time.time()
     changed = sum(store.replace(kind, objs, now) for kind, objs in by_kind.items())
     store.last_contact = now

@@ -61,15 +61,13 @@ class Store:
         self.last_change = 0.0  # wall time of the last committed change
         self.last_contact = 0.0  # wall time a source last heard from its backend
         self.synced_sources: dict[str, bool] = dict.fromkeys(sources, False)
+        self.synced = not self.synced_sources
+        """True once every source has completed its first full list (read per query)."""
         self._pending = Changes()
         self._subscribers: list[Subscriber] = []
 
     # ---- readers -------------------------------------------------------------------
 
-    @property
-    def synced(self) -> bool:
-        """True once every source has completed its first full list."""
-        return all(self.synced_sources.values())
 
     def slices_of(self, namespace: str, service: str) -> list[EndpointSlice]:
         keys = self.slices_by_service.get((namespace, service), ())
@@ -160,6 +158,7 @@ class Store:
     def mark_synced(self, source: str, synced: bool = True) -> None:
         if self.synced_sources.get(source) != synced:
             self.synced_sources[source] = synced
+            self.synced = all(self.synced_sources.values())
             self._note(None).namespaces = True  # readiness shows in the answers' SERVFAILs
 
     def commit(self) -> Changes:
