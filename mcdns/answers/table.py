@@ -64,6 +64,7 @@ class Entry:
     answers_len: int = -1  # bytes of ``body`` before the additional section (-1: no glue)
     zone: int = -1  # index of the zone in AnswerTable.zones (metrics label)
     tag: int = 0  # TAG_*: which decision this answer serves (metrics label)
+    slots: tuple[int, int] = (0, 0)  # metrics counter index for (UDP, TCP)
 
     def minimal(self) -> Entry | None:
         """The same answer without its additional section (None when it has none)."""
@@ -71,7 +72,8 @@ class Entry:
             return None
         an, ns = struct.unpack_from(">HH", self.counts, 2)
         return make_entry(self.rcode, an, ns, 0, self.body[:self.answers_len],
-                          self.size - len(self.body) - 12, -1, self.zone, self.tag)
+                          self.size - len(self.body) - 12, -1, self.zone, self.tag,
+                          self.slots)
 
 
 def _counts(an: int, ns: int, ar: int) -> bytes:
@@ -83,9 +85,40 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
 
 
 def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
-               answers_len: int = -1, zone: int = -1, tag: int = 0) -> Entry:
+               answers_len: int = -1, zone: int = -1, tag: int = 0,
+               slots: tuple[int, int] = (0, 0)) -> Entry:
     return Entry(rcode, _counts(an, ns, ar), _counts(an, ns, ar + 1), body,
-                 12 + qlen + len(body), len(body) + 4, answers_len, zone, tag)
+                 12 + qlen + len(body), len(body) + 4, answers_len, zone, tag, slots)
+
+
+# Types that get their own metrics label; others count as type 0 ("other").
+COUNTED_TYPES = frozenset({1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 64, 65, 255})
+SlotKey = tuple[int, int, int, int, bool]  # zone index, qtype, rcode, tag, tcp
+
+
+class Slots:
+    """Metrics label combinations as small ints: counting a query is one list increment.
+
+    Bounded: zones x counted types x rcodes x tags x protocols.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[SlotKey, int] = {}
+        self.labels: list[SlotKey] = []
+        self.counts: list[int] = []
+
+    def slot(self, zone: int, qtype: int, rcode: int, tag: int, tcp: bool) -> int:
+        key = (zone, qtype if qtype in COUNTED_TYPES else 0, rcode & 0x0F, tag, tcp)
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.labels)
+            self.labels.append(key)
+            self.counts.append(0)
+        return i
+
+    def pair(self, zone: int, qtype: int, rcode: int, tag: int) -> tuple[int, int]:
+        return (self.slot(zone, qtype, rcode, tag, False), self.slot(zone, qtype, rcode, tag,
+                                                                     True))
 
 
 @dataclass(slots=True, eq=False)
@@ -98,16 +131,28 @@ class Zone:
     index: int = -1  # position in AnswerTable.zones
     serial: int = 0
     negative: bytes = b""  # authority section: the SOA, uncompressed
-    nxdomain: Entry | None = None  # negative answers with that authority section
-    nodata: Entry | None = None
+    slots: Slots | None = None
+    _negatives: dict[tuple[int, int], Entry] | None = None
 
     def soa(self) -> bytes:
         return rd.soa(self.name, self.serial, self.ttl)
 
     def rebuild_negative(self) -> None:
         self.negative = rd.rr(self.wire, T_SOA, self.ttl, self.soa())
-        self.nxdomain = make_entry(RCODE_NXDOMAIN, 0, 1, 0, self.negative, 0, zone=self.index)
-        self.nodata = make_entry(RCODE_NOERROR, 0, 1, 0, self.negative, 0, zone=self.index)
+        self._negatives = {}
+
+    def negative_entry(self, rcode: int, qtype: int) -> Entry:
+        """NXDOMAIN or NODATA with this zone's SOA (one entry per rcode and type, for the
+        metrics labels; the body is the same)."""
+        key = (rcode, qtype)
+        cache = self._negatives if self._negatives is not None else {}
+        e = cache.get(key)
+        if e is None:
+            slots = self.slots.pair(self.index, qtype, rcode, TAG_NONE) if self.slots else (0, 0)
+            e = cache[key] = make_entry(rcode, 0, 1, 0, self.negative, 0, -1, self.index,
+                                        TAG_NONE, slots)
+            self._negatives = cache
+        return e
 
 
 class _Shared:
@@ -126,8 +171,10 @@ class AnswerTable:
         self.ttl = ttl
         self.zones: list[Zone] = sorted(
             (Zone(z, name_wire(z + "."), ttl) for z in zones), key=lambda z: -len(z.wire))
+        self.slots = Slots()
         for i, zone in enumerate(self.zones):
             zone.index = i
+            zone.slots = self.slots
         self.entries: dict[bytes, Entry] = {}  # name wire + qtype + class -> entry
         self.aliases: dict[bytes, Entry] = {}  # CNAME owner name wire -> entry for any type
         self.names: dict[bytes, Owner | _Shared] = {}  # names that hold records
@@ -347,7 +394,8 @@ class AnswerTable:
         body = b"".join(answers)
         qlen = len(wire) + 4
         zone = self.zone_of(wire)
-        where = (zone.index if zone is not None else -1, self._tags.get(wire, TAG_NONE))
+        zi, tag = zone.index if zone is not None else -1, self._tags.get(wire, TAG_NONE)
+        where = (zi, tag, self.slots.pair(zi, qtype, RCODE_NOERROR, tag))
         glue = [] if qtype not in GLUED or T_CNAME in sets else self._glue(
             sets.get(qtype, ()), qtype)
         if not glue:

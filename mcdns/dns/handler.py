@@ -32,7 +32,6 @@ CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 
 Response = bytes | None | Awaitable[bytes | None]
-AnswerKey = tuple[int, bytes, int, int, bool]  # zone index, qtype, rcode, tag, tcp
 _FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
 _ON_DEMAND_TYPES = (struct.pack(">H", T_SRV), struct.pack(">H", T_ANY))
 
@@ -58,7 +57,7 @@ class Handler:
         self.ra = forwarder is not None
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
-        self.stats: dict[AnswerKey, int] | None = None  # set when metrics are on
+        self.stats: list[int] | None = None  # table.slots.counts when metrics are on
 
     def reconfigure(self, cfg: Config) -> None:
         """Take the settings the query path reads from a (reloaded) config."""
@@ -92,8 +91,7 @@ class Handler:
                     if e is not None and (tcp or qend + e.tail <= 512):
                         st = self.stats
                         if st is not None:
-                            k = (e.zone, wire[qend:qend + 2], e.rcode, e.tag, tcp)
-                            st[k] = st.get(k, 0) + 1
+                            st[e.slots[tcp]] += 1
                         return (wire[:2] + bytes((0x84 | (wire[2] & 1),
                                                   (0x80 if self.ra else 0) | (wire[3] & 0x10)
                                                   | e.rcode))
@@ -116,8 +114,7 @@ class Handler:
                         if qend + e.tail + 11 <= limit:
                             st = self.stats
                             if st is not None:
-                                k = (e.zone, wire[qend:qend + 2], e.rcode, e.tag, tcp)
-                                st[k] = st.get(k, 0) + 1
+                                st[e.slots[tcp]] += 1
                             return (wire[:2] + bytes((0x84 | (wire[2] & 1),
                                                       (0x80 if self.ra else 0) | (wire[3] & 0x10)
                                                       | e.rcode))
@@ -135,15 +132,14 @@ class Handler:
         """Count a response built off the hot path, reading zone, type and rcode from it."""
         st = self.stats
         assert st is not None
-        zi, qtype = -1, b""
+        zi, qtype = -1, 0
         if resp[4:6] == b"\x00\x01":
             end = resp.find(0, 12) + 1
             if end:
-                qtype = resp[end:end + 2]
+                qtype = int.from_bytes(resp[end:end + 2], "big")
                 zone = self.table.zone_of(resp[12:end].lower())
                 zi = zone.index if zone is not None else -1
-        k = (zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)
-        st[k] = st.get(k, 0) + 1
+        st[self.table.slots.slot(zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)] += 1
 
     def _forward(self, wire: bytes, qkey: bytes, tcp: bool) -> Response:
         assert self.forwarder is not None
@@ -191,10 +187,10 @@ class Handler:
         if name in self.table.names or name in self.table.ents:
             if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
                 return None  # may be built on demand (endpoint SRV, ANY)
-            return zone.nodata
+            return zone.negative_entry(w.RCODE_NOERROR, int.from_bytes(wire[qend:qend + 2]))
         if self.forwarder is not None and zone.name.endswith("arpa"):
             return None
-        return zone.nxdomain
+        return zone.negative_entry(w.RCODE_NXDOMAIN, int.from_bytes(wire[qend:qend + 2]))
 
     # ---- everything else ---------------------------------------------------------------
 

@@ -12,10 +12,13 @@ import asyncio
 import logging
 import socket
 import struct
+import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from mcdns.config import Config, HostPort
+from mcdns.ops.histogram import Histogram
 
 log = logging.getLogger("mcdns.dns")
 
@@ -23,6 +26,7 @@ HandleFn = Callable[[bytes, str, bool], "bytes | Awaitable[bytes | None] | None"
 RateLimitFn = Callable[[str, bytes], "bytes | None"]
 """Response rate limiting on UDP: (client ip, response) -> response, a slip (TC) or None."""
 MAX_TCP_BUFFER = 65535 + 2
+_clock = time.perf_counter
 
 
 class ServerState:
@@ -40,11 +44,23 @@ class ServerState:
 
 class UDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, handle: HandleFn, state: ServerState,
-                 rate_limit: RateLimitFn | None = None) -> None:
+                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None
+                 ) -> None:
         self.handle = handle
         self.state = state
         self.rate_limit = rate_limit
         self.transport: asyncio.DatagramTransport | None = None
+        if latency is not None:  # time each answer, inline (this runs per packet)
+            self._latency = latency
+            self.datagram_received = self._timed_datagram_received  # type: ignore[method-assign]
+
+    def _timed_datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        start = _clock()
+        UDPProtocol.datagram_received(self, data, addr)
+        spent = _clock() - start
+        h = self._latency
+        h.counts[bisect_left(h.bounds, spent)] += 1
+        h.sum += spent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -189,8 +205,10 @@ class Listeners:
     """Every DNS socket of one process; ``addresses`` holds what was actually bound."""
 
     def __init__(self, cfg: Config, handle: HandleFn,
-                 rate_limit: RateLimitFn | None = None) -> None:
+                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None
+                 ) -> None:
         self.cfg = cfg
+        self.latency = latency
         self.handle = handle
         self.rate_limit = rate_limit
         self.state = ServerState()
@@ -214,13 +232,17 @@ class Listeners:
                     continue  # port 0: the TCP side of this port was taken; pick another
                 break
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handle, self.state, self.rate_limit), sock=udp_sock)
+                lambda: UDPProtocol(self.handle, self.state, self.rate_limit, self.latency),
+                sock=udp_sock)
             self.udp.append(transport)
             server = await loop.create_server(
-                lambda: TCPProtocol(self.handle, self.state, self.cfg), sock=tcp_sock,
+                lambda: TCPProtocol(self._tcp_handle(), self.state, self.cfg), sock=tcp_sock,
                 backlog=1024)
             self.tcp.append(server)
             self.addresses.append(HostPort(hp.host, port))
+
+    def _tcp_handle(self) -> HandleFn:
+        return self.handle if self.latency is None else timed(self.handle, self.latency)
 
     def set_handle(self, handle: HandleFn) -> None:
         """Answer with ``handle`` from now on (a reload changed how queries are wrapped)."""
@@ -230,7 +252,7 @@ class Listeners:
             if isinstance(proto, UDPProtocol):
                 proto.handle = handle
         for conn in self.state.connections:
-            conn.handle = handle
+            conn.handle = self._tcp_handle()
 
     async def stop(self, drain: float = 5.0) -> None:
         """Close listeners, drain TCP connections and pending answers, cancel the rest."""
@@ -249,6 +271,20 @@ class Listeners:
                 conn.transport.abort()
         for s in self.tcp:
             await s.wait_closed()
+
+
+def timed(handle: HandleFn, histogram: Histogram) -> HandleFn:
+    """``handle`` with its time recorded in ``histogram``."""
+
+    def timed_handle(wire: bytes, peer: str, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
+        start = _clock()
+        resp = handle(wire, peer, tcp)
+        spent = _clock() - start
+        histogram.counts[bisect_left(histogram.bounds, spent)] += 1
+        histogram.sum += spent
+        return resp
+
+    return timed_handle
 
 
 def _udp_socket(family: int, hp: HostPort, reuse_port: bool) -> socket.socket:

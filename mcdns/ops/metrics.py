@@ -64,10 +64,14 @@ class MetricsCollector(Collector):
         requests: dict[tuple[str, str, str], int] = {}
         responses: dict[tuple[str, str], int] = {}
         decisions = dict.fromkeys(DECISIONS.values(), 0)
-        stats = app.handler.stats
-        for (zi, qtype, rcode, tag, tcp), n in list((stats or {}).items()):
+        slots = app.compiler.table.slots
+        counts = app.handler.stats or []
+        for (zi, qtype, rcode, tag, tcp), n in zip(list(slots.labels), list(counts),
+                                                    strict=False):
+            if not n:
+                continue
             zone = zones[zi] if 0 <= zi < len(zones) else "other"
-            t = TYPES.get(int.from_bytes(qtype, "big"), "other") if qtype else "other"
+            t = TYPES.get(qtype, "other")
             k1 = (zone, "tcp" if tcp else "udp", t)
             requests[k1] = requests.get(k1, 0) + n
             k2 = (zone, RCODES.get(rcode, str(rcode)))
