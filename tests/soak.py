@@ -31,7 +31,7 @@ import dns.message
 import dns.rcode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kubeapi import (  # noqa: E402
+from kubeapi import (
     FakeKubeAPI,
     endpointslice,
     namespace,
