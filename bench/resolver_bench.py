@@ -64,21 +64,7 @@ forward-zone:
     forward-addr: 127.0.0.1@{upstream}
 """
 
-INPROCESS = """
-import asyncio, sys, uvloop
-from mcdns.app import App
-from mcdns.config import build
-from mcdns.resolver import Resolver
-
-async def main() -> None:
-    cfg = build({{"role": "resolver", "listen": ["127.0.0.1:{port}"], "http": None,
-                 "upstreams": ["127.0.0.1:{upstream}"]}})
-    async with App(cfg, forwarder=Resolver(cfg)):
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-uvloop.run(main())
-"""
+DEMO_STATE = Path(__file__).resolve().parent.parent / "config" / "demo-state.yaml"
 
 
 @dataclass
@@ -134,22 +120,11 @@ def start_mcdns(upstream: int) -> tuple[subprocess.Popen[bytes], int, str]:
     port = free_port()
     mcdns = str(Path(sys.executable).parent / "mcdns")
     argv = [mcdns, "serve", "--role", "resolver", "--listen", f"127.0.0.1:{port}",
-            "--upstream", f"127.0.0.1:{upstream}"]
+            "--upstream", f"127.0.0.1:{upstream}", "--state", str(DEMO_STATE), "--http", ""]
     proc = subprocess.Popen(pinned(SERVER_CPU, argv), stderr=subprocess.DEVNULL)
-    try:
-        if wait_answering(port, proc) == 0:
-            return proc, port, "mcdns serve --role resolver"
-    except RuntimeError:
-        pass
-    stop(proc)
-    print("bench: the CLI does not forward yet; running App + Resolver in-process instead",
-          file=sys.stderr)
-    code = INPROCESS.format(port=port, upstream=upstream)
-    proc = subprocess.Popen(pinned(SERVER_CPU, [sys.executable, "-c", code]),
-                            stdout=subprocess.DEVNULL)
     if wait_answering(port, proc) != 0:
         raise RuntimeError("mcdns does not resolve the test zone")
-    return proc, port, "App(cfg, forwarder=Resolver(cfg)) under uvloop"
+    return proc, port, "mcdns serve --role resolver (metrics on)"
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -65,6 +65,7 @@ class Handler:
         self._entries = self.table.entries
         self._negatives = self.table.negative_cache
         self._negatives.clear()
+        self._outside_memo: dict[bytes, bool] = {}
         self.max_udp = cfg.max_udp_size
         self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
         self._pod_zone = _name_wire_suffix("pod." + cfg.zone) if cfg.pods == "insecure" else None
@@ -84,10 +85,11 @@ class Handler:
                 if qend and qend + 4 == n:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:n]
-                    e = (self._entries.get(key) or self._negatives.get(key)
-                         or self._negative_entry(name, key, wire, qend))
-                    if e is None and fwd is not None and self._forwardable(name, wire, qend):
-                        return self._forward(wire, name + wire[qend:qend + 4], tcp)
+                    e = self._entries.get(key) or self._negatives.get(key)
+                    if e is None:
+                        if fwd is not None and self._outside(name, key, wire, qend):
+                            return self._forward(wire, key, tcp)
+                        e = self._negative_entry(name, key, wire, qend)
                     if e is not None and (tcp or qend + e.tail <= 512):
                         st = self.stats
                         if st is not None:
@@ -103,10 +105,11 @@ class Handler:
                         and wire[qend + 10] == 0 and wire[n - 2:] == b"\x00\x00"):
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
-                    e = (self._entries.get(key) or self._negatives.get(key)
-                         or self._negative_entry(name, key, wire, qend))
-                    if e is None and fwd is not None and self._forwardable(name, wire, qend):
-                        return self._forward(wire, name + wire[qend:qend + 4], tcp)
+                    e = self._entries.get(key) or self._negatives.get(key)
+                    if e is None:
+                        if fwd is not None and self._outside(name, key, wire, qend):
+                            return self._forward(wire, key, tcp)
+                        e = self._negative_entry(name, key, wire, qend)
                     if e is not None:
                         do = wire[qend + 11] & 0x80 != 0
                         limit = 65535 if tcp else min(
@@ -142,25 +145,41 @@ class Handler:
         st[self.table.slots.slot(zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)] += 1
 
     def _forward(self, wire: bytes, qkey: bytes, tcp: bool) -> Response:
+        """Hand a query for a name outside the zones to the forwarder; count the answer
+        under zone "other" (the type is the last 4 bytes of the key but one)."""
         assert self.forwarder is not None
         resp = self.forwarder.answer(wire, qkey, tcp)
         if self.stats is None:
             return resp
+        qtype = (qkey[-4] << 8) | qkey[-3]
         if type(resp) is bytes:
-            self.count(resp, tcp)
+            self._count_other(qtype, resp[3] & 0x0F, tcp)
             return resp
-        return self._counted(resp, tcp)  # type: ignore[arg-type]
+        return self._counted(resp, qtype, tcp)  # type: ignore[arg-type]
 
-    async def _counted(self, resp: Awaitable[bytes | None], tcp: bool) -> bytes | None:
+    def _count_other(self, qtype: int, rcode: int, tcp: bool) -> None:
+        assert self.stats is not None
+        self.stats[self.table.slots.slot(-1, qtype, rcode, TAG_NONE, tcp)] += 1
+
+    async def _counted(self, resp: Awaitable[bytes | None], qtype: int, tcp: bool
+                       ) -> bytes | None:
         data = await resp
         if data is not None:
-            self.count(data, tcp)
+            self._count_other(qtype, data[3] & 0x0F, tcp)
         return data
 
-    def _forwardable(self, name: bytes, wire: bytes, qend: int) -> bool:
-        """Resolver role: an IN query for a name outside every served zone."""
-        return (wire[qend + 2:qend + 4] == b"\x00\x01" and w.is_plain_name(name)
-                and self.table.zone_of(name) is None)
+    def _outside(self, name: bytes, key: bytes, wire: bytes, qend: int) -> bool:
+        """Resolver role: an IN query for a plain name outside every served zone.
+        Zones are fixed for the process's life, so the verdict is remembered (bounded)."""
+        known = self._outside_memo.get(key)
+        if known is not None:
+            return known
+        verdict = (wire[qend + 2:qend + 4] == b"\x00\x01" and w.is_plain_name(name)
+                   and self.table.zone_of(name) is None)
+        if len(self._outside_memo) >= NEGATIVE_CACHE_MAX:
+            self._outside_memo.clear()
+        self._outside_memo[key] = verdict
+        return verdict
 
     def _negative_entry(self, name: bytes, key: bytes, wire: bytes, qend: int) -> Entry | None:
         """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
