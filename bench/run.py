@@ -4,7 +4,7 @@ One command runs everything in order: generate the data (``bench.gen``), measure
 server's memory at 1,000 and 10,000 services, then throughput runs (alternating servers,
 the median of ``--runs``) and fixed-rate latency runs for both query mixes, and write
 ``bench/results/`` (results.json, results.md, chart.png) and the README section
-``docs/readme/performance.md``. It installs nothing: missing tools are named with the
+``bench/results/performance.md`` (paste it into the README). It installs nothing: missing tools are named with the
 apt line that provides them.
 
 Usage: ``.venv/bin/python -m bench.run`` (about 6 minutes) or ``--quick`` (about 2).
@@ -184,7 +184,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="run mcdns from a copy of the working tree or of git HEAD")
     ap.add_argument("--no-cap", action="store_true", help="do not cap the server's CPU")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    ap.add_argument("--readme", type=Path, default=ROOT / "docs" / "readme" / "performance.md")
+    ap.add_argument("--readme", type=Path, default=ROOT / "bench" / "results" / "performance.md")
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--from-json", type=Path, help="only re-render a saved results.json")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
