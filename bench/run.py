@@ -4,7 +4,8 @@ One command runs everything in order: generate the data (``bench.gen``), measure
 server's memory at 1,000 and 10,000 services, then throughput runs (alternating servers,
 the median of ``--runs``) and fixed-rate latency runs for both query mixes, and write
 ``bench/results/`` (results.json, results.md, chart.png) and the README section
-``bench/results/performance.md`` (paste it into the README). It installs nothing: missing tools are named with the
+``bench/results/performance.md`` (paste it into the README). It installs nothing:
+missing tools are named with the
 apt line that provides them.
 
 Usage: ``.venv/bin/python -m bench.run`` (about 6 minutes) or ``--quick`` (about 2).

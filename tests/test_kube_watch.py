@@ -127,7 +127,8 @@ def test_expired_version_relists_and_honours_deletions(in_stream: bool) -> None:
             await r.until(lambda: set(st.services) == want and ("default", "web-1")
                           not in st.slices and not st.imports
                           and "kube-system" not in st.namespaces, what="convergence")
-            assert all(n == 2 for n in r.source.stats.lists.values()), (r.source.stats.lists, r.source.stats.restarts)
+            assert all(n == 2 for n in r.source.stats.lists.values()), (
+                r.source.stats.lists, r.source.stats.restarts)
             assert restarts(r, "gone") >= 1
             # nothing resurrects later
             r.api.apply(service("after", "10.96.0.31"))
