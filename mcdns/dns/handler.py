@@ -20,6 +20,7 @@ from typing import Protocol
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.explain import explain
+from mcdns.answers.rdata import name_text, name_wire
 from mcdns.answers.table import NEGATIVE_CACHE_MAX, TAG_NONE, Entry, Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
@@ -68,7 +69,7 @@ class Handler:
         self._outside_memo: dict[bytes, bool] = {}
         self.max_udp = cfg.max_udp_size
         self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
-        self._pod_zone = _name_wire_suffix("pod." + cfg.zone) if cfg.pods == "insecure" else None
+        self._pod_zone = name_wire(f"pod.{cfg.zone}.") if cfg.pods == "insecure" else None
 
     # ---- the hot path ------------------------------------------------------------------
 
@@ -315,7 +316,7 @@ class Handler:
             texts = [self._hostname]
         elif self.table.zone_of(q.name) is not None:
             texts = [s.encode("utf-8", "replace")[:255]
-                     for s in explain(self.compiler, _to_text(q.name))]
+                     for s in explain(self.compiler, name_text(q.name))]
         else:
             return self._refused(q, tcp)
         body = b""
@@ -323,18 +324,6 @@ class Handler:
             rdata = bytes([len(t)]) + t
             body += struct.pack(">HHHIH", 0xC00C, T_TXT, CLASS_CH, 0, len(rdata)) + rdata
         return self._respond(q, tcp, w.RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
-
-
-def _to_text(name: bytes) -> str:
-    labels, i = [], 0
-    while name[i]:
-        labels.append(name[i + 1:i + 1 + name[i]].decode("ascii", "replace"))
-        i += name[i] + 1
-    return ".".join(labels) + "."
-
-
-def _name_wire_suffix(name: str) -> bytes:
-    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
 
 
 def _undash(label: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
