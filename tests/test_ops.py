@@ -303,3 +303,35 @@ def test_query_log_is_sampled(tmp_path: Path) -> None:
              if "msg=\"query client=" in line]
     assert 9 <= len(lines) <= 11, len(lines)  # 1 in 10 of 101 queries (startup probe too)
     assert "name=serve.default.svc.cluster.local." in lines[0] and "rcode=NOERROR" in lines[0]
+
+
+def test_resolver_metrics_move() -> None:
+    """Cache and upstream metrics, in the resolver role against a real Knot upstream."""
+    from knot import ZONE, Knot
+
+    async def go(knot: Knot) -> None:
+        dead = free_port()  # a second upstream nobody answers on: errors are counted
+        cfg = config.build({"listen": ["127.0.0.1:0"], "http": "127.0.0.1:0",
+                            "state": str(DEMO_STATE), "role": "resolver",
+                            "upstreams": [f"127.0.0.1:{dead}", knot.address],
+                            "upstream_timeout": 0.2, "cache_size": 1})
+        async with App(cfg) as app, aiohttp.ClientSession() as session:
+            p = Probe(app, session)
+            first = await p.ask(f"www.{ZONE}.")
+            assert first and await p.ask(f"www.{ZONE}.") == first  # miss, then hit
+            await p.ask(f"mail.{ZONE}.")  # evicts www: the cache holds one entry
+            metrics = await p.metrics()
+            assert m(metrics, "mcdns_cache_misses_total") >= 2
+            assert m(metrics, "mcdns_cache_hits_total") >= 1
+            assert m(metrics, "mcdns_cache_entries") == 1
+            assert m(metrics, "mcdns_cache_evictions_total") >= 1
+            assert m(metrics, "mcdns_upstream_requests_total", upstream=knot.address) >= 2
+            assert m(metrics, "mcdns_upstream_errors_total",
+                     upstream=f"127.0.0.1:{dead}") >= 1
+            assert m(metrics, "mcdns_upstream_duration_seconds_count",
+                     upstream=knot.address) >= 2
+            assert m(metrics, "mcdns_dns_requests_total", zone="other", proto="udp",
+                     type="A") >= 3
+
+    with Knot() as knot:
+        asyncio.run(asyncio.wait_for(go(knot), 30))
