@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -109,6 +113,32 @@ def rrsets(section: list[dns.rrset.RRset]) -> set[str]:
     """A section as a set of one-line RR texts, order-free and (as DNS names compare)
     case-insensitive."""
     return {line.lower() for rrset in section for line in rrset.to_text().splitlines()}
+
+
+STARTED = re.compile(r"mcdns started .* listen=\S*?:(\d+)\S* http=(?:\S+:(\d+)|off)")
+
+
+def start_mcdns(*args: str, cwd: Path = ROOT, timeout: float = 30
+                ) -> tuple[subprocess.Popen[str], int, int | None]:
+    """Run ``mcdns serve ARGS --listen 127.0.0.1:0`` and read the ports it bound from its
+    start-up log line (no port is guessed, so parallel tests never collide).
+    Returns (process, DNS port, HTTP port or None)."""
+    argv = [sys.executable, "-m", "mcdns", "serve", *args]
+    if "--listen" not in args:
+        argv += ["--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if m := STARTED.search(line):
+            return proc, int(m.group(1)), int(m.group(2)) if m.group(2) else None
+    proc.kill()
+    raise AssertionError("mcdns did not start:\n" + "".join(seen))
 
 
 def needs(tool: str) -> None:

@@ -18,7 +18,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import dns.message
 import dns.rcode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import start_mcdns
 from kubeapi import (
     FakeKubeAPI,
     endpointslice,
@@ -39,7 +39,6 @@ from kubeapi import (
     serviceimport,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = 50
 
 
@@ -66,11 +65,11 @@ class SoakResult:
         return not self.mismatches and self.servfail == 0 and self.rss_growth < 0.05
 
 
-def _port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _drain(proc: subprocess.Popen[str]) -> None:
+    """Read mcdns's log to the end so a full pipe never blocks it."""
+    if proc.stderr is not None:
+        for _line in proc.stderr:
+            pass
 
 
 def _rss_kb(pid: int) -> int:
@@ -141,13 +140,12 @@ async def soak(seconds: float, rate: int = 2000, seed: int = 1) -> SoakResult:
     workdir = Path(tempfile.mkdtemp(prefix="mcdns-soak-"))
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(api.kubeconfig())
-    dns_port, http_port = _port(socket.SOCK_DGRAM), _port(socket.SOCK_STREAM)
-    proc = subprocess.Popen([sys.executable, "-m", "mcdns", "serve", "--kubeconfig",
-                             str(kubeconfig), "--listen", f"127.0.0.1:{dns_port}", "--http",
-                             f"127.0.0.1:{http_port}", "--log-level", "warning"],
-                            cwd=ROOT, stderr=subprocess.DEVNULL)
+    proc, dns_port, http = start_mcdns("--kubeconfig", str(kubeconfig), "--http",
+                                       "127.0.0.1:0")
+    assert http is not None
+    drain = asyncio.get_running_loop().run_in_executor(None, _drain, proc)
     try:
-        await _wait_ready(http_port, proc)
+        await _wait_ready(http, proc)
         perf = _dnsperf(dns_port, seconds, workdir, rate)
         start = time.monotonic()
         warm_at = start + min(10.0, seconds / 6)
@@ -178,12 +176,13 @@ async def soak(seconds: float, rate: int = 2000, seed: int = 1) -> SoakResult:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        await drain
         await api.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
-async def _wait_ready(http_port: int, proc: subprocess.Popen[bytes]) -> None:
+async def _wait_ready(http_port: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

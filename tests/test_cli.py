@@ -13,7 +13,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 import pytest
-from conftest import DEMO_STATE, ROOT
+from conftest import DEMO_STATE, ROOT, start_mcdns
 from test_tools import free_port
 
 from mcdns import __version__
@@ -71,27 +71,20 @@ def test_bad_state_file_names_the_object(tmp_path: Path) -> None:
 
 
 def test_serve_answers_flags_override_file_and_sigterm_exits_zero(tmp_path: Path) -> None:
-    port = free_port()
     cfg = tmp_path / "mcdns.yaml"
     cfg.write_text("ttl: 30\nlameduck: 0.2\nhttp: null\nlisten: ['127.0.0.1:1']\n")
-    proc = subprocess.Popen([*MCDNS, "serve", "--config", str(cfg), "--state", str(DEMO_STATE),
-                             "--listen", f"127.0.0.1:{port}", "--ttl", "7"],
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc, port, http = start_mcdns("--config", str(cfg), "--state", str(DEMO_STATE),
+                                   "--listen", "127.0.0.1:0", "--ttl", "7")
     try:
+        assert http is None  # http: null in the file
         q = dns.message.make_query("serve.default.svc.cluster.local.", "A")
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                resp = dns.query.udp(q, "127.0.0.1", port=port, timeout=0.3)
-                break
-            except Exception:
-                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+        resp = dns.query.udp(q, "127.0.0.1", port=port, timeout=2)
         assert resp.answer[0].ttl == 7
         assert resp.answer[0][0].address == "10.13.187.164"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         err = proc.stderr.read() if proc.stderr else ""
-        assert "mcdns started" in err and "role=stub" in err
+        assert "shutting down signal=SIGTERM lameduck=0.2s" in err and "stopped" in err
     finally:
         if proc.poll() is None:
             proc.kill()
