@@ -14,7 +14,7 @@ import dns.message
 import dns.query
 import pytest
 from conftest import DEMO_STATE, ROOT, start_mcdns
-from test_tools import free_port
+from knot import free_port
 
 from mcdns import __version__
 

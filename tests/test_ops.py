@@ -23,9 +23,9 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import DEMO_STATE, start_mcdns
+from knot import free_port
 from kubeapi import FakeKubeAPI, endpointslice, namespace, service, serviceimport
 from prometheus_client.parser import text_string_to_metric_families
-from test_tools import free_port
 
 from mcdns import config
 from mcdns.app import App

@@ -5,7 +5,6 @@ zones to mcdns the way CoreDNS's ``forward`` plugin does in the stub role.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import DEMO_STATE, Running, make_config, needs, running
+from knot import free_port
 
 
 @dataclass
@@ -92,22 +92,6 @@ def test_dig_reverse(demo_srv: Running) -> None:
     r = dig(demo_srv.host, demo_srv.port, "-x", "10.96.20.20")
     assert r.answer == [("20.20.96.10.in-addr.arpa.", "IN", "PTR",
                          "web.default.svc.cluster.local.")]
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now (for servers that cannot
-    bind port 0 and report back, like Unbound)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port: int = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no free UDP+TCP port")
 
 
 UNBOUND_CONF = """
