@@ -80,8 +80,6 @@ class App:
         self.kube: KubeSource | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.stopping = False
-        self.reloads = 0
-        self.reload_failures = 0
 
     def _handle_fn(self) -> HandleFn:
         """The handler, wrapped with latency measurement and query logging when on."""
@@ -152,10 +150,8 @@ class App:
             new = load(self.cfg.config_file, self.overrides)
             self.apply_config(new)
         except ConfigError as e:
-            self.reload_failures += 1
             log.error("config reload refused, keeping the running config: %s", e)
             return False
-        self.reloads += 1
         return True
 
     def apply_config(self, new: Config) -> None:

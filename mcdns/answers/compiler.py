@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
 
 from mcdns.answers import rdata, records
 from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
@@ -45,7 +44,6 @@ def _label(d: Decision) -> str:
     return "degraded" if d.degraded else d.choice
 
 
-DecisionListener = Callable[[Decision | None, Decision | None], None]
 
 
 class Compiler:
@@ -57,8 +55,6 @@ class Compiler:
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
         self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl)
         self.decisions: dict[Key, Decision] = {}
-        self.listeners: list[DecisionListener] = []
-        self.last_compile_seconds = 0.0
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._static()
         self._namespaces()
@@ -113,13 +109,11 @@ class Compiler:
         return self.cfg.cluster_id or self.store.cluster_properties.get(CLUSTER_ID_PROPERTY, "")
 
     def apply(self, changes: Changes) -> None:
-        start = time.perf_counter()
         for key in sorted(changes.services):
             self.compile_service(key)
         if changes.namespaces:
             self._namespaces()
         self.table.flush()
-        self.last_compile_seconds = time.perf_counter() - start
         if changes.event_time is not None:
             self.programming.observe(max(0.0, time.time() - changes.event_time))
 
@@ -137,8 +131,6 @@ class Compiler:
         if key not in st.services and key not in st.imports:
             self.decisions.pop(key, None)
             self.table.set_owner(("svc", ns, name), {})
-            if old is not None:
-                self._notify(old, None)
             return
         d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
         self.decisions[key] = d
@@ -146,15 +138,9 @@ class Compiler:
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
         self.table.set_owner(("svc", ns, name), records.build(d, self.zones, local_slices),
                              {base: _tag(d)})
-        if old is None or old.choice != d.choice or old.degraded != d.degraded:
-            self._notify(old, d)
-
-    def _notify(self, old: Decision | None, new: Decision | None) -> None:
-        if old is not None and new is not None:
-            log.info("service %s/%s decision %s -> %s: %s", new.namespace, new.name,
-                     _label(old), _label(new), new.reason)
-        for fn in self.listeners:
-            fn(old, new)
+        if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
+            log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
+                     _label(d), d.reason)
 
     def _namespaces(self) -> None:
         z = self.cfg.zone

@@ -56,6 +56,7 @@ class Handler:
         self.store = compiler.store
         self.forwarder = forwarder
         self.ra = forwarder is not None
+        self._ra = 0x80 if self.ra else 0  # the RA bit of the answers' flags
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.stats: list[int] | None = None  # table.slots.counts when metrics are on
@@ -96,7 +97,7 @@ class Handler:
                         if st is not None:
                             st[e.slots[tcp]] += 1
                         return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                  (0x80 if self.ra else 0) | (wire[3] & 0x10)
+                                                  self._ra | (wire[3] & 0x10)
                                                   | e.rcode))
                                 + e.counts + wire[12:n] + e.body)
             elif counts == w.COUNTS_Q1_OPT:
@@ -120,7 +121,7 @@ class Handler:
                             if st is not None:
                                 st[e.slots[tcp]] += 1
                             return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                      (0x80 if self.ra else 0) | (wire[3] & 0x10)
+                                                      self._ra | (wire[3] & 0x10)
                                                       | e.rcode))
                                     + e.counts_edns + wire[12:qend + 4] + e.body + self._opt[do])
         try:

@@ -77,9 +77,6 @@ class Store:
         keys = self.slices_by_mcs.get((namespace, service), ())
         return [self.slices[k] for k in sorted(keys)]
 
-    def namespace_exists(self, namespace: str) -> bool:
-        return namespace in self.namespaces
-
     def all_service_keys(self) -> set[Key]:
         keys = set(self.services) | set(self.imports)
         keys |= {k for k, v in self.slices_by_service.items() if v}
