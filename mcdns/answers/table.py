@@ -370,15 +370,15 @@ class AnswerTable:
                 owners.discard(wire)
                 if not owners:
                     del self._aliases_of[target]
-        for qtype in (T_A, T_AAAA):
-            if T_CNAME in sets:
-                self.entries[wire + _TYPE_SUFFIX[qtype]] = self._encode(wire, qtype, sets)
-        if T_CNAME in sets:
-            self.entries[wire + _TYPE_SUFFIX[T_CNAME]] = self._encode(wire, T_CNAME, sets)
-            self.aliases[wire] = self._encode(wire, T_CNAME, sets)
-            target = sets[T_CNAME][0]
-            if target != wire:
-                self._aliases_of.setdefault(target, set()).add(wire)
+        if T_CNAME not in sets:
+            return
+        for qtype in (T_A, T_AAAA):  # the CNAME plus the in-zone target's addresses
+            self.entries[wire + _TYPE_SUFFIX[qtype]] = self._encode(wire, qtype, sets)
+        alias = self.aliases[wire] = self._encode(wire, T_CNAME, sets)  # any other type
+        self.entries[wire + _TYPE_SUFFIX[T_CNAME]] = alias
+        target = sets[T_CNAME][0]
+        if target != wire:
+            self._aliases_of.setdefault(target, set()).add(wire)
 
     def _encode(self, wire: bytes, qtype: int, sets: RRsets) -> Entry:
         ttl = self.ttl

@@ -84,13 +84,7 @@ async def get_json(api: Any, path: str, query: list[tuple[str, str]],
         raise KubeError(_reason(e), f"GET {path}: {e!r}") from None
     finally:
         resp.release()
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise KubeError("bad_json", f"GET {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise KubeError("bad_json", f"GET {path}: not a JSON object")
-    return data
+    return _json_object(raw, f"GET {path}")
 
 
 async def watch_lines(api: Any, path: str, query: list[tuple[str, str]],
@@ -123,13 +117,18 @@ async def watch_lines(api: Any, path: str, query: list[tuple[str, str]],
 
 
 def _decode(line: bytes, path: str) -> Obj:
+    return _json_object(line, f"watch {path}")
+
+
+def _json_object(raw: bytes, what: str) -> Obj:
+    """``raw`` decoded as a JSON object, or a KubeError naming ``what``."""
     try:
-        ev = json.loads(line)
+        data = json.loads(raw)
     except ValueError as e:
-        raise KubeError("bad_json", f"watch {path}: {e}") from None
-    if not isinstance(ev, dict):
-        raise KubeError("bad_json", f"watch {path}: event is not a JSON object")
-    return ev
+        raise KubeError("bad_json", f"{what}: {e}") from None
+    if not isinstance(data, dict):
+        raise KubeError("bad_json", f"{what}: not a JSON object")
+    return data
 
 
 def _reason(e: BaseException) -> str:
