@@ -74,7 +74,7 @@ class App:
         self.query_log = QueryLog(cfg)
         self.listeners = Listeners(cfg, self._handle_fn(),
                                    rate_limit=self.rrl.check if self.rrl else None,
-                                   latency=self.latency)
+                                   latency=self.latency, needs_peer=self._needs_peer())
         self.http: Any = None
         self.state_source: StateFileSource | None = None
         self.kube: KubeSource | None = None
@@ -85,6 +85,10 @@ class App:
         """The handler, wrapped with latency measurement and query logging when on."""
         handle: HandleFn = self.handler.handle
         return self.query_log.wrap(handle) if self.query_log.every else handle
+
+    def _needs_peer(self) -> bool:
+        """Whether answering reads the client address (allow-list, query log)."""
+        return self.forwarder is not None or bool(self.query_log.every)
 
     @staticmethod
     def _sources(cfg: Config) -> tuple[str, ...]:
@@ -169,7 +173,8 @@ class App:
         setup_logging(new.log_format, new.log_level)
         self.query_log.configure(new)
         self.listeners.cfg = new
-        self.listeners.set_handle(self._handle_fn())  # query logging may have changed
+        # query logging may have changed
+        self.listeners.set_handle(self._handle_fn(), self._needs_peer())
         self.handler.reconfigure(new)
         self.compiler.reconfigure(new)
         if self.forwarder is not None and hasattr(self.forwarder, "cfg"):

@@ -125,6 +125,8 @@ class Config:
     """Count queries for /metrics (off: nothing is counted on the query path)."""
     workers: int = 1
     """DNS worker processes sharing the listen sockets with SO_REUSEPORT."""
+    udp_batch: bool = True
+    """Receive and send UDP in batches (recvmmsg/sendmmsg; Linux, else ignored)."""
     config_file: str | None = field(default=None, metadata={"internal": True})
     """Where this config came from (set by the loader, not a key)."""
 
@@ -309,7 +311,7 @@ def _coerce(key: str, value: Any) -> Any:
             return _str_list(value, key)
         case "allow":
             return _networks(_str_list(value, key), key)
-        case "query_log" | "metrics":
+        case "query_log" | "metrics" | "udp_batch":
             return _bool(value, key)
         case "query_log_sample":
             return _float(value, key, 0.0, 1.0)

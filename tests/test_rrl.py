@@ -161,6 +161,9 @@ def install(srv: Running, cfg: Config) -> RRL:
     def put() -> None:
         for t in srv.app.listeners.udp:
             cast(UDPProtocol, t.get_protocol()).rate_limit = limiter.check
+        for b in srv.app.listeners.batched:
+            b.rate_limit = limiter.check
+        assert srv.app.listeners.udp or srv.app.listeners.batched
 
     srv.call(put)
     return limiter

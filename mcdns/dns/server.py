@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from mcdns.config import Config, HostPort
+from mcdns.dns import mmsg
 from mcdns.ops.histogram import Histogram
 
 log = logging.getLogger("mcdns.dns")
@@ -205,19 +206,25 @@ class Listeners:
     """Every DNS socket of one process; ``addresses`` holds what was actually bound."""
 
     def __init__(self, cfg: Config, handle: HandleFn,
-                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None
-                 ) -> None:
+                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None,
+                 needs_peer: bool = True) -> None:
         self.cfg = cfg
         self.latency = latency
         self.handle = handle
+        self.needs_peer = needs_peer  # whether ``handle`` reads its peer argument
         self.rate_limit = rate_limit
         self.state = ServerState()
         self.udp: list[asyncio.DatagramTransport] = []
+        self.batched: list[mmsg.BatchedUDP] = []
         self.tcp: list[asyncio.Server] = []
         self.addresses: list[HostPort] = []
 
     async def start(self, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
+        batch = self.cfg.udp_batch
+        if batch and (why := mmsg.available()) is not None:
+            log.info("udp_batch unavailable (%s): one system call per datagram", why)
+            batch = False
         for hp in self.cfg.listen:
             family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
             for attempt in range(20):
@@ -231,10 +238,17 @@ class Listeners:
                         raise
                     continue  # port 0: the TCP side of this port was taken; pick another
                 break
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handle, self.state, self.rate_limit, self.latency),
-                sock=udp_sock)
-            self.udp.append(transport)
+            if batch:
+                self.batched.append(mmsg.BatchedUDP(
+                    udp_sock, self.handle, self.state.spawn, self.rate_limit, self.latency,
+                    send_slot=min(self.cfg.max_udp_size, mmsg.RECV_SLOT),
+                    needs_peer=self.needs_peer))
+            else:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: UDPProtocol(self.handle, self.state, self.rate_limit,
+                                        self.latency),
+                    sock=udp_sock)
+                self.udp.append(transport)
             server = await loop.create_server(
                 lambda: TCPProtocol(self._tcp_handle(), self.state, self.cfg), sock=tcp_sock,
                 backlog=1024)
@@ -244,13 +258,17 @@ class Listeners:
     def _tcp_handle(self) -> HandleFn:
         return self.handle if self.latency is None else timed(self.handle, self.latency)
 
-    def set_handle(self, handle: HandleFn) -> None:
+    def set_handle(self, handle: HandleFn, needs_peer: bool = True) -> None:
         """Answer with ``handle`` from now on (a reload changed how queries are wrapped)."""
         self.handle = handle
+        self.needs_peer = needs_peer
         for t in self.udp:
             proto = t.get_protocol()
             if isinstance(proto, UDPProtocol):
                 proto.handle = handle
+        for b in self.batched:
+            b.handle = handle
+            b.needs_peer = needs_peer
         for conn in self.state.connections:
             conn.handle = self._tcp_handle()
 
@@ -258,6 +276,8 @@ class Listeners:
         """Close listeners, drain TCP connections and pending answers, cancel the rest."""
         for t in self.udp:
             t.close()
+        for b in self.batched:
+            b.close()
         for s in self.tcp:
             s.close()
         for conn in list(self.state.connections):
