@@ -45,6 +45,7 @@ TYPES = (T_A, T_AAAA, T_CNAME, T_SRV, T_PTR, T_TXT, T_NS, T_SOA)  # the types ow
 GLUED = (T_SRV, T_NS)  # answers with target addresses in the additional section
 _TYPE_SUFFIX = {t: struct.pack(">HH", t, CLASS_IN) for t in (*TYPES, T_ANY)}
 _COUNTS: dict[tuple[int, int, int], bytes] = {}
+_HEADS: dict[tuple[int, int, int, int], tuple[bytes, ...]] = {}
 
 Owner = Hashable
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
@@ -57,7 +58,8 @@ class Entry:
 
     rcode: int
     counts: bytes  # QD, AN, NS, AR (8 bytes) without EDNS
-    counts_edns: bytes  # the same with one more additional record (OPT)
+    heads: tuple[bytes, ...]  # header bytes 2-11 (flags, counts) by head_index()
+    heads_edns: tuple[bytes, ...]  # the same with one more additional record (OPT)
     body: bytes  # sections after the question
     size: int  # header + question + body, without OPT (for the canonical question)
     tail: int  # the response's size minus the index past the query's name
@@ -76,6 +78,25 @@ class Entry:
                           self.slots)
 
 
+def head_index(flags: int, flags2: int, ra: bool) -> int:
+    """Which of an entry's ``heads`` answers a query with header flag bytes ``flags``,
+    ``flags2``: the query's RD and CD bits are copied, RA is the server's."""
+    return (flags & 1) | ((flags2 & 0x10) >> 3) | (4 if ra else 0)
+
+
+def _heads(rcode: int, an: int, ns: int, ar: int) -> tuple[bytes, ...]:
+    """Header bytes 2-11 of an authoritative answer, one per head_index(); shared by
+    every entry with the same rcode and counts (a few dozen combinations)."""
+    key = (rcode, an, ns, ar)
+    got = _HEADS.get(key)
+    if got is None:
+        counts = _counts(an, ns, ar)
+        got = _HEADS[key] = tuple(
+            bytes((0x84 | (i & 1), (0x80 if i & 4 else 0) | (0x10 if i & 2 else 0) | rcode))
+            + counts for i in range(8))
+    return got
+
+
 def _counts(an: int, ns: int, ar: int) -> bytes:
     key = (an, ns, ar)
     got = _COUNTS.get(key)
@@ -87,7 +108,8 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
 def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
                answers_len: int = -1, zone: int = -1, tag: int = 0,
                slots: tuple[int, int] = (0, 0)) -> Entry:
-    return Entry(rcode, _counts(an, ns, ar), _counts(an, ns, ar + 1), body,
+    return Entry(rcode, _counts(an, ns, ar), _heads(rcode, an, ns, ar),
+                 _heads(rcode, an, ns, ar + 1), body,
                  12 + qlen + len(body), len(body) + 4, answers_len, zone, tag, slots)
 
 

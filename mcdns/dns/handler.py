@@ -56,7 +56,7 @@ class Handler:
         self.store = compiler.store
         self.forwarder = forwarder
         self.ra = forwarder is not None
-        self._ra = 0x80 if self.ra else 0  # the RA bit of the answers' flags
+        self._ra4 = 4 if self.ra else 0  # head_index() part for the RA bit
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.stats: list[int] | None = None  # table.slots.counts when metrics are on
@@ -69,7 +69,7 @@ class Handler:
         self._negatives.clear()
         self._outside_memo: dict[bytes, bool] = {}
         self.max_udp = cfg.max_udp_size
-        self._opt = {do: w.opt_record(cfg.max_udp_size, do) for do in (False, True)}
+        self._opt = (w.opt_record(cfg.max_udp_size, False), w.opt_record(cfg.max_udp_size, True))
         self._pod_zone = name_wire(f"pod.{cfg.zone}.") if cfg.pods == "insecure" else None
 
     # ---- the hot path ------------------------------------------------------------------
@@ -81,10 +81,13 @@ class Handler:
             return None
         fwd = self.forwarder
         if (wire[2] & 0xF8) == 0 and (fwd is None or fwd.allowed(peer)):
-            counts = wire[4:12]
-            if counts == w.COUNTS_Q1:
-                qend = wire.find(0, 12) + 1
-                if qend and qend + 4 == n:
+            # A query with one question, as sent (names are stored in lower case, so a
+            # lower-case question is its own key); else the lower-cased key.
+            qend = wire.find(0, 12) + 1
+            if qend + 4 == n and wire.startswith(w.COUNTS_Q1, 4):
+                question = wire[12:n]
+                e = self._entries.get(question) or self._negatives.get(question)
+                if e is None:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:n]
                     e = self._entries.get(key) or self._negatives.get(key)
@@ -92,19 +95,20 @@ class Handler:
                         if fwd is not None and self._outside(name, key, wire, qend):
                             return self._forward(wire, key, tcp)
                         e = self._negative_entry(name, key, wire, qend)
-                    if e is not None and (tcp or qend + e.tail <= 512):
-                        st = self.stats
-                        if st is not None:
-                            st[e.slots[tcp]] += 1
-                        return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                  self._ra | (wire[3] & 0x10)
-                                                  | e.rcode))
-                                + e.counts + wire[12:n] + e.body)
-            elif counts == w.COUNTS_Q1_OPT:
-                qend = wire.find(0, 12) + 1
-                # OPT right after the question: root owner, type 41, no options, version 0.
-                if (qend and qend + 15 == n and wire[qend + 4:qend + 7] == b"\x00\x00\x29"
-                        and wire[qend + 10] == 0 and wire[n - 2:] == b"\x00\x00"):
+                if e is not None and (tcp or qend + e.tail <= 512):
+                    st = self.stats
+                    if st is not None:
+                        st[e.slots[tcp]] += 1
+                    return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
+                                               | self._ra4] + question + e.body)
+            # The same with an OPT record right after the question: root owner, type 41,
+            # version 0, no options.
+            elif (qend + 15 == n and wire.startswith(w.COUNTS_Q1_OPT, 4)
+                  and wire.startswith(b"\x00\x00\x29", qend + 4) and wire[qend + 10] == 0
+                  and wire.endswith(b"\x00\x00")):
+                question = wire[12:qend + 4]
+                e = self._entries.get(question) or self._negatives.get(question)
+                if e is None:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
@@ -112,18 +116,16 @@ class Handler:
                         if fwd is not None and self._outside(name, key, wire, qend):
                             return self._forward(wire, key, tcp)
                         e = self._negative_entry(name, key, wire, qend)
-                    if e is not None:
-                        do = wire[qend + 11] & 0x80 != 0
-                        limit = 65535 if tcp else min(
-                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)
-                        if qend + e.tail + 11 <= limit:
-                            st = self.stats
-                            if st is not None:
-                                st[e.slots[tcp]] += 1
-                            return (wire[:2] + bytes((0x84 | (wire[2] & 1),
-                                                      self._ra | (wire[3] & 0x10)
-                                                      | e.rcode))
-                                    + e.counts_edns + wire[12:qend + 4] + e.body + self._opt[do])
+                if e is not None:
+                    size = qend + e.tail + 11
+                    if size <= 512 or tcp or size <= min(
+                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp):
+                        st = self.stats
+                        if st is not None:
+                            st[e.slots[tcp]] += 1
+                        return (wire[:2] + e.heads_edns[(wire[2] & 1)
+                                                        | ((wire[3] & 0x10) >> 3) | self._ra4]
+                                + question + e.body + self._opt[wire[qend + 11] >> 7])
         try:
             resp = self._slow(wire, peer, tcp)
         except Exception:
