@@ -53,7 +53,9 @@ class Compiler:
         self.cfg = cfg
         self.store = store
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
-        self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl)
+        self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl,
+                                 owner_of=self._owner_of, records_of=self._records_of)
+        self._zone_labels = [tuple(z.split(".")) for z in (cfg.zone, cfg.clusterset_zone)]
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._static()
@@ -101,8 +103,26 @@ class Compiler:
         d = self.decisions.get((ns, svc))
         if kind != "svc" or d is None or d.service is None:
             return None
-        rds = records.endpoint_srv(label, self.store.slices_of(ns, svc), rdata.name_text(wire))
+        rds = records.endpoint_srv(label, list(d.slices), rdata.name_text(wire))
         return self.table.encode(wire, T_SRV, {T_SRV: tuple(rds)}) if rds else None
+
+    def _owner_of(self, wire: bytes) -> tuple[str, str, str] | None:
+        """The service owning a name below ``<svc>.<ns>.svc.<zone>`` (either zone)."""
+        labels = rdata.name_text(wire).rstrip(".").split(".")
+        for zone in self._zone_labels:
+            n = len(zone)
+            if (len(labels) >= n + 3 and tuple(labels[len(labels) - n:]) == zone
+                    and labels[-n - 1] == "svc"):
+                ns, name = labels[-n - 2], labels[-n - 3]
+                return ("svc", ns, name) if (ns, name) in self.decisions else None
+        return None
+
+    def _records_of(self, owner: object) -> records.Records:
+        """A service's records as last compiled (its last decision holds the inputs)."""
+        if not isinstance(owner, tuple) or len(owner) != 3 or owner[0] != "svc":
+            return {}
+        d = self.decisions.get((owner[1], owner[2]))
+        return records.build(d, self.zones, list(d.slices)) if d is not None else {}
 
     @property
     def cluster_id(self) -> str:
@@ -134,10 +154,10 @@ class Compiler:
             return
         d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
         self.decisions[key] = d
-        local_slices = st.slices_of(ns, name) if d.service is not None else []
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
-        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, local_slices),
-                             {base: _tag(d)})
+        hot = (base, f"{name}.{ns}.svc.{self.cfg.clusterset_zone}.")
+        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, list(d.slices)),
+                             {base: _tag(d)}, hot=hot)
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
             log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
                      _label(d), d.reason)

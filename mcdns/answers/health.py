@@ -53,6 +53,7 @@ class Decision:
     imp: ServiceImport | None
     derived: Service | None
     local_slices: tuple[EndpointSlice, ...] = field(default=())
+    slices: tuple[EndpointSlice, ...] = field(default=())  # all of the Service's (names)
     local_ready: int = 0
     remote: Remote = Remote((), ())
 
@@ -87,12 +88,13 @@ def decide(store: Store, ns: str, name: str, default_policy: str,
     for src in (imp, svc):  # the Service's annotation wins
         if src is not None and src.min_ready is not None:
             min_ready = src.min_ready
-    local_slices = tuple(s for s in store.slices_of(ns, name) if s.local) if svc else ()
+    slices = tuple(store.slices_of(ns, name)) if svc else ()
+    local_slices = slices if all(s.local for s in slices) else tuple(s for s in slices if s.local)
     local_ready = ready_count(local_slices)
     remote = remote_of(store, ns, name) if imp else Remote((), ())
     base = dict(namespace=ns, name=name, policy=policy, min_ready=min_ready, service=svc,
-                imp=imp, derived=derived, local_slices=local_slices, local_ready=local_ready,
-                remote=remote)
+                imp=imp, derived=derived, local_slices=local_slices, slices=slices,
+                local_ready=local_ready, remote=remote)
     choice, reason, degraded = _table(policy, svc, imp, local_ready, min_ready, remote)
     return Decision(choice=choice, reason=reason, degraded=degraded, **base)  # type: ignore[arg-type]
 

@@ -10,17 +10,27 @@ length at offset 12, so the stored body is valid behind the client's own questio
 inside record data and owners of additional records are written uncompressed.
 
 The entries are the single copy of the data: a name held by one owner keeps nothing
-else; only names held by several owners (an IP in two services' PTRs) keep each
-owner's records, to merge them. Negative answers (NXDOMAIN/NODATA) share one body per
-zone: its SOA, uncompressed, valid behind any question.
+else; only names held by several owners keep each owner's records, to merge them.
+Negative answers (NXDOMAIN/NODATA) share one body per zone: its SOA, uncompressed,
+valid behind any question.
+
+Not every name is kept compiled. An owner names its *hot* names (a service's own names,
+which nearly every query asks for); its other names (endpoint names, ``_port._proto``
+SRV names, PTR names) are *lazy*: nothing of them is kept but, for PTR names, which
+owners hold them. A query for a lazy name asks the owner's records again
+(``records_of``, from the compiler's last decision, so they are the records last handed
+in) and encodes the answer then; the handler memoises it until the table changes. A
+service's hot names are ~1 in 8 of its names, and the memory goes with it.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from mcdns.answers import rdata as rd
 from mcdns.answers.rdata import (
@@ -48,6 +58,10 @@ _COUNTS: dict[tuple[int, int, int], bytes] = {}
 _HEADS: dict[tuple[int, int, int, int], tuple[bytes, ...]] = {}
 
 Owner = Hashable
+Records = Mapping[str, Mapping[int, list[bytes]]]  # name text -> qtype -> rdata
+OwnerOfFn = Callable[[bytes], "Owner | None"]  # the owner a lazy (forward) name would have
+RecordsOfFn = Callable[[Owner], Records]  # an owner's records, as last handed in
+BUILT_OWNERS = 64  # owners whose lazy records are kept decoded (an LRU)
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
 
@@ -151,6 +165,7 @@ class Zone:
     wire: bytes
     ttl: int
     index: int = -1  # position in AnswerTable.zones
+    reverse: bool = False  # in-addr.arpa / ip6.arpa: lazy names are indexed by name
     serial: int = 0
     negative: bytes = b""  # authority section: the SOA, uncompressed
     slots: Slots | None = None
@@ -186,13 +201,30 @@ class _Shared:
         self.by_owner: dict[Owner, RRsets] = {}
 
 
+class _Holders:
+    """Owners of a lazy reverse name held by more than one owner."""
+
+    __slots__ = ("owners",)
+
+    def __init__(self, *owners: Owner) -> None:
+        self.owners: list[Owner] = list(owners)
+
+
 class AnswerTable:
     """Pre-encoded answers by (name, type), merged from owners, with name existence."""
 
-    def __init__(self, zones: Iterable[str], ttl: int) -> None:
+    def __init__(self, zones: Iterable[str], ttl: int, owner_of: OwnerOfFn | None = None,
+                 records_of: RecordsOfFn | None = None) -> None:
         self.ttl = ttl
         self.zones: list[Zone] = sorted(
-            (Zone(z, name_wire(z + "."), ttl) for z in zones), key=lambda z: -len(z.wire))
+            (Zone(z, name_wire(z + "."), ttl, reverse=z == "arpa" or z.endswith(".arpa"))
+             for z in zones), key=lambda z: -len(z.wire))
+        self.owner_of = owner_of
+        self.records_of = records_of
+        self.reverse: dict[bytes, Owner | _Holders] = {}  # lazy reverse names -> owners
+        self._lazy: dict[Owner, tuple[tuple[bytes, ...], frozenset[int]]] = {}  # reverse
+        # names and zone indexes of each owner's lazy names
+        self._built: LRUCache[Owner, dict[bytes, RRsets]] = LRUCache(BUILT_OWNERS)
         self.slots = Slots()
         for i, zone in enumerate(self.zones):
             zone.index = i
@@ -210,6 +242,7 @@ class AnswerTable:
         self._aliases_of: dict[bytes, set[bytes]] = {}  # CNAME target -> CNAME owners
         self._dirty_zones: set[Zone] = set()
         self._pending: dict[bytes, RRsets] = {}  # names being recompiled by set_owner
+        self._lazy_context: dict[bytes, RRsets] = {}  # the same owner's lazy names
         self._tags: dict[bytes, int] = {}  # their metrics tags
         for zone in self.zones:
             zone.serial = int(time.time())
@@ -229,10 +262,13 @@ class AnswerTable:
 
     def exists(self, wire_name: bytes) -> bool:
         """The name holds records or has names below it (NODATA rather than NXDOMAIN)."""
-        return wire_name in self.names or wire_name in self.ents
+        return (wire_name in self.names or wire_name in self.ents
+                or self.lazy_sets(wire_name)[0])
 
     def rrsets(self, wire_name: bytes) -> RRsets:
-        """The name's records as served (merged over owners), read back from the entries."""
+        """The name's records as served (merged over owners)."""
+        if wire_name not in self.names:
+            return self.lazy_sets(wire_name)[1]
         out: RRsets = {}
         for qtype in TYPES:
             e = self.entries.get(wire_name + _TYPE_SUFFIX[qtype])
@@ -243,8 +279,58 @@ class AnswerTable:
         return out
 
     def encode(self, wire_name: bytes, qtype: int, sets: RRsets) -> Entry:
-        """An answer for records that are not kept compiled (built on demand)."""
-        return self._encode(wire_name, qtype, sets)
+        """An answer for records that are not kept compiled (built on demand), with the
+        owner's records at hand for the additional section."""
+        owner = self.reverse.get(wire_name)
+        if owner is None and self.owner_of is not None:
+            owner = self.owner_of(wire_name)
+        pending = self._built_records(owner) if owner in self._lazy else {}
+        self._pending = {**pending, wire_name: {**pending.get(wire_name, {}), **sets}}
+        try:
+            return self._encode(wire_name, qtype, sets)
+        finally:
+            self._pending = {}
+
+    def lazy_sets(self, wire: bytes) -> tuple[bool, RRsets]:
+        """(exists, records) of a name that is not kept compiled; (False, {}) for names
+        no owner has."""
+        held = self.reverse.get(wire)
+        if held is not None:
+            owners = held.owners if isinstance(held, _Holders) else [held]
+            by_owner = {o: self._built_records(o).get(wire, {}) for o in owners}
+            return True, by_owner[owners[0]] if len(owners) == 1 else _merge(by_owner)
+        if self.owner_of is None or self.records_of is None:
+            return False, {}
+        owner = self.owner_of(wire)
+        if owner is None or owner not in self._lazy:
+            return False, {}
+        recs = self._built_records(owner)
+        sets = recs.get(wire)
+        if sets:
+            return True, sets
+        # An empty non-terminal of this owner (``_tcp.<svc>``, ``<cluster>.<svc>``)?
+        return any(len(n) > len(wire) and n.endswith(wire) and _is_label_boundary(n, wire)
+                   for n in recs), {}
+
+    def lazy_entry(self, wire: bytes, qtype: int) -> tuple[bool, Entry | None]:
+        """(exists, answer) for a name not kept compiled: the answer is encoded now, with
+        the owner's records at hand for the additional section."""
+        exists, sets = self.lazy_sets(wire)
+        if qtype not in sets:
+            return exists, None
+        return True, self.encode(wire, qtype, sets)
+
+    def _built_records(self, owner: Owner) -> dict[bytes, RRsets]:
+        recs = self._built.get(owner)
+        if recs is None:
+            raw = self.records_of(owner) if self.records_of is not None else {}
+            recs = {}
+            for name, types in raw.items():
+                sets = {t: tuple(rds) for t, rds in types.items() if rds}
+                if sets:
+                    recs[name_wire(name)] = sets
+            self._built[owner] = recs
+        return recs
 
     def any_entry(self, wire_name: bytes) -> Entry | None:
         """An answer with every record of the name (qtype ANY), built on demand."""
@@ -253,23 +339,43 @@ class AnswerTable:
 
     # ---- writers ------------------------------------------------------------------------
 
-    def set_owner(self, owner: Owner, records: Mapping[str, Mapping[int, list[bytes]]],
-                  tags: Mapping[str, int] | None = None) -> bool:
+    def set_owner(self, owner: Owner, records: Records, tags: Mapping[str, int] | None = None,
+                  hot: Collection[str] | None = None) -> bool:
         """Replace everything ``owner`` contributes; False when nothing changed.
 
         ``tags`` marks names whose answers count as a decision (TAG_*) in the metrics.
+        ``hot`` names are kept compiled, the others answered lazily (see the module
+        docstring); None keeps every name compiled. Lazy names need ``records_of`` to
+        give back these records for ``owner`` until its next set_owner.
         """
         tag_of = {name_wire(n): t for n, t in (tags or {}).items()}
         new: dict[bytes, RRsets] = {}
+        lazy: dict[bytes, RRsets] = {}  # glue for the hot names' SRV answers
+        rev: list[bytes] = []
+        zones: set[int] = set()
         for name, types in records.items():
             sets = {t: tuple(rds) for t, rds in types.items() if rds}
-            if sets:
-                new[name_wire(name)] = sets
-        sig = hash((self.ttl, tuple(sorted(tag_of.items())),
-                    tuple(sorted((n, tuple(sorted(s.items()))) for n, s in new.items()))))
+            if not sets:
+                continue
+            wire = name_wire(name)
+            if hot is None or name in hot:
+                new[wire] = sets
+                continue
+            lazy[wire] = sets
+            zone = self.zone_of(wire)
+            if zone is None:
+                continue  # outside the served zones: never asked
+            zones.add(zone.index)
+            if zone.reverse:
+                rev.append(wire)
+        sig = hash((self.ttl, tuple(sorted(tag_of.items())), hot is None, tuple(sorted(
+            (n, tuple(sorted((t, tuple(r)) for t, r in s.items() if r)))
+            for n, s in records.items()))))
         if self._owner_sig.get(owner) == sig:
             return False
         self.negative_cache.clear()
+        self._built.pop(owner, None)
+        self._set_lazy(owner, tuple(rev), frozenset(zones))
         old = self._owner_names.get(owner, ())
         gone = [n for n in old if n not in new]
         for wire in gone:
@@ -278,18 +384,63 @@ class AnswerTable:
             self._assign(wire, owner, sets)
         if new:
             self._owner_names[owner] = tuple(new)
-            self._owner_sig[owner] = sig
         else:
             self._owner_names.pop(owner, None)
+        if new or zones:
+            self._owner_sig[owner] = sig
+        else:
             self._owner_sig.pop(owner, None)
         touched = gone + list(new)
         self._tags = tag_of
+        self._lazy_context = lazy
         for glue_pass in (False, True):  # addresses first, then answers that glue them
             for wire in touched:
                 self._compile(wire, glue_pass)
         self._pending.clear()
+        self._lazy_context = {}
         self._tags = {}
         return True
+
+    def _set_lazy(self, owner: Owner, rev: tuple[bytes, ...], zones: frozenset[int]) -> None:
+        """Record ``owner``'s lazy names: reverse names in the index (their ancestors
+        exist), and which zones they are in (those zones' serials move)."""
+        old_rev, old_zones = self._lazy.get(owner, ((), frozenset()))
+        for i in old_zones | zones:
+            self._dirty_zones.add(self.zones[i])
+        if old_rev != rev:
+            new_set = set(rev)
+            for wire in old_rev:
+                if wire not in new_set:
+                    self._unhold(wire, owner)
+            old_set = set(old_rev)
+            for wire in rev:
+                if wire not in old_set:
+                    self._hold(wire, owner)
+        if zones:
+            self._lazy[owner] = (rev, zones)
+        else:
+            self._lazy.pop(owner, None)
+
+    def _hold(self, wire: bytes, owner: Owner) -> None:
+        held = self.reverse.get(wire)
+        if held is None:
+            self.reverse[wire] = owner
+            self._ref_ancestors(wire, 1)
+        elif isinstance(held, _Holders):
+            held.owners.append(owner)
+        elif held != owner:
+            self.reverse[wire] = _Holders(held, owner)
+
+    def _unhold(self, wire: bytes, owner: Owner) -> None:
+        held = self.reverse.get(wire)
+        if isinstance(held, _Holders):
+            if owner in held.owners:
+                held.owners.remove(owner)
+            if len(held.owners) == 1:
+                self.reverse[wire] = held.owners[0]
+        elif held == owner:
+            del self.reverse[wire]
+            self._ref_ancestors(wire, -1)
 
     def set_bare_names(self, owner: Owner, names: Iterable[str]) -> None:
         """Names that exist without records of their own (NODATA, not NXDOMAIN)."""
@@ -440,7 +591,7 @@ class AnswerTable:
 
     def _rdata(self, wire: bytes, qtype: int) -> tuple[bytes, ...]:
         """Current records of one name and type: being compiled, else as served."""
-        pending = self._pending.get(wire)
+        pending = self._pending.get(wire) or self._lazy_context.get(wire)
         if pending is not None:
             return pending.get(qtype, ())
         e = self.entries.get(wire + _TYPE_SUFFIX[qtype])

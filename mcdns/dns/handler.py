@@ -207,13 +207,23 @@ class Handler:
             return None
         if self._pod_zone is not None and name.endswith(self._pod_zone):
             return None
+        qtype = int.from_bytes(wire[qend:qend + 2])
         if name in self.table.names or name in self.table.ents:
             if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
                 return None  # may be built on demand (endpoint SRV, ANY)
-            return zone.negative_entry(w.RCODE_NOERROR, int.from_bytes(wire[qend:qend + 2]))
+            return zone.negative_entry(w.RCODE_NOERROR, qtype)
+        # A name not kept compiled (endpoint, SRV and PTR names): encoded now, and
+        # remembered with the negative answers until the table changes.
+        exists, e = self.table.lazy_entry(name, qtype)
+        if e is not None:
+            return e
+        if exists:
+            if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
+                return None
+            return zone.negative_entry(w.RCODE_NOERROR, qtype)
         if self.forwarder is not None and zone.name.endswith("arpa"):
             return None
-        return zone.negative_entry(w.RCODE_NXDOMAIN, int.from_bytes(wire[qend:qend + 2]))
+        return zone.negative_entry(w.RCODE_NXDOMAIN, qtype)
 
     # ---- everything else ---------------------------------------------------------------
 
@@ -238,9 +248,11 @@ class Handler:
             return self._refused(q, tcp)
         key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
         entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
+        if entry is None and q.name not in self.table.names:
+            entry = self.table.lazy_entry(q.name, q.qtype)[1]
         if entry is None and q.qtype == T_ANY:
             entry = self.table.any_entry(q.name)
-        if entry is None and q.qtype == T_SRV and q.name in self.table.names:
+        if entry is None and q.qtype == T_SRV and self.table.exists(q.name):
             entry = self.compiler.endpoint_srv(q.name)
         if entry is not None:
             return self._entry(q, tcp, entry)
