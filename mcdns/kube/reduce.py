@@ -8,6 +8,7 @@ log and skip it, so one bad object never poisons the others.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,10 @@ CLUSTER_ID_PROPERTY = "cluster.clusterset.k8s.io"
 POLICIES = ("local-first", "local-only", "import-first")
 
 MAX_PORTS = 1000
+ADDRESS_TYPES = {"IPv4": "IPv4", "IPv6": "IPv6", "FQDN": "FQDN"}
+SHARED_MAX = 4096  # distinct ports and port lists shared between objects (then new ones)
+_PORTS: dict[tuple[str, int, str], Port] = {}
+_PORT_TUPLES: dict[tuple[Port, ...], tuple[Port, ...]] = {}
 MAX_ENDPOINTS = 10000
 MAX_ADDRESSES = 100  # per endpoint, as the API server allows
 MAX_NAME = 253
@@ -80,13 +85,16 @@ def reduce(obj: Mapping[str, Any], kind: Kind | None = None) -> Slim:
             # These names become one label of a DNS name: a dot would let an object
             # answer for another's names (a Service "pod-0.db" for db's pod-0).
             raise ReduceError(f"metadata.name {name!r} is not a DNS label")
+        # Namespaces and service names repeat across objects (and every slice names its
+        # service): one string each, shared, instead of one per object.
+        ns = sys.intern(ns)
         match kind:
             case Kind.SERVICE:
-                return _service(obj, ns, name)
+                return _service(obj, ns, sys.intern(name))
             case Kind.SLICE:
                 return _slice(obj, ns, name)
             case Kind.IMPORT:
-                return _import(obj, ns, name)
+                return _import(obj, ns, sys.intern(name))
             case Kind.NAMESPACE:
                 return Namespace(name)
             case Kind.CLUSTER_PROPERTY:
@@ -143,8 +151,20 @@ def _ports(raw: Any, where: str) -> tuple[Port, ...]:
         proto = str(p.get("protocol") or "TCP").upper()
         if proto not in ("TCP", "UDP", "SCTP"):
             raise ReduceError(f"{where}: protocol {proto!r} is not TCP, UDP or SCTP")
-        out.append(Port(name, port, proto))
-    return tuple(out)
+        out.append(_shared_port(name, port, proto))
+    ports = tuple(out)
+    return _PORT_TUPLES.setdefault(ports, ports) if len(_PORT_TUPLES) < SHARED_MAX else ports
+
+
+def _shared_port(name: str, port: int, proto: str) -> Port:
+    """One Port object per distinct port (most Services share a few): less memory."""
+    key = (name, port, proto)
+    got = _PORTS.get(key)
+    if got is None:
+        got = Port(sys.intern(name), port, sys.intern(proto))
+        if len(_PORTS) < SHARED_MAX:
+            _PORTS[key] = got
+    return got
 
 
 def _ips(raw: Any, where: str) -> tuple[str, ...]:
@@ -181,8 +201,8 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
     meta = obj["metadata"]
     labels = _get(meta, "labels", {})
     ann = _get(meta, "annotations", {})
-    service = str(labels.get(SERVICE_NAME_LABEL, ""))
-    mcs_service = str(labels.get(MCS_SERVICE_LABEL, ""))
+    service = sys.intern(str(labels.get(SERVICE_NAME_LABEL, "")))
+    mcs_service = sys.intern(str(labels.get(MCS_SERVICE_LABEL, "")))
     managed_by = labels.get(MANAGED_BY) or ann.get(MANAGED_BY) or ""
     provision = ann.get(KARMADA_PROVISION) or labels.get(KARMADA_PROVISION) or ""
     cluster = ""
@@ -195,9 +215,11 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
         cluster = str(provision) or cluster or _karmada_cluster(name, service)
     if (cluster and not _is_label_name(cluster, MAX_LABEL)) or "." in cluster:
         raise ReduceError(f"source cluster {cluster!r} is not a DNS label")
+    cluster = sys.intern(cluster)
     addr_type = obj.get("addressType") or "IPv4"
-    if addr_type not in ("IPv4", "IPv6", "FQDN"):
+    if addr_type not in ADDRESS_TYPES:
         raise ReduceError(f"addressType {addr_type!r} is not IPv4, IPv6 or FQDN")
+    addr_type = ADDRESS_TYPES[addr_type]
     raw_eps = _get(obj, "endpoints", [])
     if not isinstance(raw_eps, list):
         raise ReduceError("endpoints is not a list")
