@@ -142,6 +142,7 @@ class Slots:
         self.index: dict[SlotKey, int] = {}
         self.labels: list[SlotKey] = []
         self.counts: list[int] = []
+        self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
 
     def slot(self, zone: int, qtype: int, rcode: int, tag: int, tcp: bool) -> int:
         key = (zone, qtype if qtype in COUNTED_TYPES else 0, rcode & 0x0F, tag, tcp)
@@ -153,8 +154,10 @@ class Slots:
         return i
 
     def pair(self, zone: int, qtype: int, rcode: int, tag: int) -> tuple[int, int]:
-        return (self.slot(zone, qtype, rcode, tag, False), self.slot(zone, qtype, rcode, tag,
-                                                                     True))
+        """(UDP slot, TCP slot): one tuple per combination, shared by every entry."""
+        pair = (self.slot(zone, qtype, rcode, tag, False),
+                self.slot(zone, qtype, rcode, tag, True))
+        return self._pairs.setdefault(pair, pair)
 
 
 @dataclass(slots=True, eq=False)
@@ -222,8 +225,8 @@ class AnswerTable:
         self.owner_of = owner_of
         self.records_of = records_of
         self.reverse: dict[bytes, Owner | _Holders] = {}  # lazy reverse names -> owners
-        self._lazy: dict[Owner, tuple[tuple[bytes, ...], frozenset[int]]] = {}  # reverse
-        # names and zone indexes of each owner's lazy names
+        self._lazy: dict[Owner, tuple[tuple[bytes, ...], int]] = {}  # reverse names and
+        # the zones (a bit per zone index) of each owner's lazy names
         self._built: LRUCache[Owner, dict[bytes, RRsets]] = LRUCache(BUILT_OWNERS)
         self.slots = Slots()
         for i, zone in enumerate(self.zones):
@@ -352,7 +355,7 @@ class AnswerTable:
         new: dict[bytes, RRsets] = {}
         lazy: dict[bytes, RRsets] = {}  # glue for the hot names' SRV answers
         rev: list[bytes] = []
-        zones: set[int] = set()
+        zones = 0  # bit i: lazy names in self.zones[i]
         for name, types in records.items():
             sets = {t: tuple(rds) for t, rds in types.items() if rds}
             if not sets:
@@ -365,7 +368,7 @@ class AnswerTable:
             zone = self.zone_of(wire)
             if zone is None:
                 continue  # outside the served zones: never asked
-            zones.add(zone.index)
+            zones |= 1 << zone.index
             if zone.reverse:
                 rev.append(wire)
         sig = hash((self.ttl, tuple(sorted(tag_of.items())), hot is None, tuple(sorted(
@@ -375,7 +378,7 @@ class AnswerTable:
             return False
         self.negative_cache.clear()
         self._built.pop(owner, None)
-        self._set_lazy(owner, tuple(rev), frozenset(zones))
+        self._set_lazy(owner, tuple(rev), zones)
         old = self._owner_names.get(owner, ())
         gone = [n for n in old if n not in new]
         for wire in gone:
@@ -401,12 +404,13 @@ class AnswerTable:
         self._tags = {}
         return True
 
-    def _set_lazy(self, owner: Owner, rev: tuple[bytes, ...], zones: frozenset[int]) -> None:
+    def _set_lazy(self, owner: Owner, rev: tuple[bytes, ...], zones: int) -> None:
         """Record ``owner``'s lazy names: reverse names in the index (their ancestors
         exist), and which zones they are in (those zones' serials move)."""
-        old_rev, old_zones = self._lazy.get(owner, ((), frozenset()))
-        for i in old_zones | zones:
-            self._dirty_zones.add(self.zones[i])
+        old_rev, old_zones = self._lazy.get(owner, ((), 0))
+        for zone in self.zones:
+            if (old_zones | zones) >> zone.index & 1:
+                self._dirty_zones.add(zone)
         if old_rev != rev:
             new_set = set(rev)
             for wire in old_rev:
