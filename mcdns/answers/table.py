@@ -323,6 +323,16 @@ class AnswerTable:
             return exists, None
         return True, self.encode(wire, qtype, sets)
 
+    def served_names(self) -> set[bytes]:
+        """Every name with records, compiled or lazy (for tests and tools: it rebuilds
+        every owner's records, so never on the query path)."""
+        out = set(self.names) | set(self.reverse)
+        if self.records_of is not None:
+            for owner in list(self._lazy):
+                out.update(name_wire(n) for n, types in self.records_of(owner).items()
+                           if any(types.values()))
+        return out
+
     def _built_records(self, owner: Owner) -> dict[bytes, RRsets]:
         recs = self._built.get(owner)
         if recs is None:

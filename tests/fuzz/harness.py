@@ -111,8 +111,9 @@ def resolver_fuzzer() -> Fuzzer:
 
 
 def table_names(handler: Handler) -> list[bytes]:
-    """Every wire name the handler has an answer for (the seeds of the generator)."""
-    return sorted({key[:-4] for key in handler.table.entries})
+    """Every wire name the handler has an answer for, compiled or lazy (the seeds of the
+    generator)."""
+    return sorted(handler.table.served_names())
 
 
 @dataclass
