@@ -72,7 +72,7 @@ class Entry:
 
     rcode: int
     counts: bytes  # QD, AN, NS, AR (8 bytes) without EDNS
-    heads: tuple[bytes, ...]  # header bytes 2-11 (flags, counts) by head_index()
+    heads: tuple[bytes, ...]  # header bytes 2-11 (flags, counts), see _heads()
     heads_edns: tuple[bytes, ...]  # the same with one more additional record (OPT)
     body: bytes  # sections after the question
     size: int  # header + question + body, without OPT (for the canonical question)
@@ -92,15 +92,10 @@ class Entry:
                           self.slots)
 
 
-def head_index(flags: int, flags2: int, ra: bool) -> int:
-    """Which of an entry's ``heads`` answers a query with header flag bytes ``flags``,
-    ``flags2``: the query's RD and CD bits are copied, RA is the server's."""
-    return (flags & 1) | ((flags2 & 0x10) >> 3) | (4 if ra else 0)
-
-
 def _heads(rcode: int, an: int, ns: int, ar: int) -> tuple[bytes, ...]:
-    """Header bytes 2-11 of an authoritative answer, one per head_index(); shared by
-    every entry with the same rcode and counts (a few dozen combinations)."""
+    """Header bytes 2-11 of an authoritative answer, shared by every entry with the same
+    rcode and counts (a few dozen combinations). Index: bit 0 the query's RD, bit 1 its
+    CD (both copied), bit 2 the server's RA."""
     key = (rcode, an, ns, ar)
     got = _HEADS.get(key)
     if got is None:
@@ -245,7 +240,7 @@ class AnswerTable:
         self._aliases_of: dict[bytes, set[bytes]] = {}  # CNAME target -> CNAME owners
         self._dirty_zones: set[Zone] = set()
         self._pending: dict[bytes, RRsets] = {}  # names being recompiled by set_owner
-        self._lazy_context: dict[bytes, RRsets] = {}  # the same owner's lazy names
+        self._lazy_context: dict[bytes, RRsets] = {}  # the same owner's lazy names (glue)
         self._tags: dict[bytes, int] = {}  # their metrics tags
         for zone in self.zones:
             zone.serial = int(time.time())
@@ -263,11 +258,6 @@ class AnswerTable:
                 return zone
         return None
 
-    def exists(self, wire_name: bytes) -> bool:
-        """The name holds records or has names below it (NODATA rather than NXDOMAIN)."""
-        return (wire_name in self.names or wire_name in self.ents
-                or self.lazy_sets(wire_name)[0])
-
     def rrsets(self, wire_name: bytes) -> RRsets:
         """The name's records as served (merged over owners)."""
         if wire_name not in self.names:
@@ -284,15 +274,17 @@ class AnswerTable:
     def encode(self, wire_name: bytes, qtype: int, sets: RRsets) -> Entry:
         """An answer for records that are not kept compiled (built on demand), with the
         owner's records at hand for the additional section."""
-        owner = self.reverse.get(wire_name)
+        held = self.reverse.get(wire_name)
+        owner = held.owners[0] if isinstance(held, _Holders) else held
         if owner is None and self.owner_of is not None:
             owner = self.owner_of(wire_name)
-        pending = self._built_records(owner) if owner in self._lazy else {}
-        self._pending = {**pending, wire_name: {**pending.get(wire_name, {}), **sets}}
+        context = self._built_records(owner) if owner in self._lazy else {}
+        self._lazy_context = context  # the targets' addresses, as during set_owner
+        self._pending = {wire_name: {**context.get(wire_name, {}), **sets}}
         try:
             return self._encode(wire_name, qtype, sets)
         finally:
-            self._pending = {}
+            self._pending, self._lazy_context = {}, {}
 
     def lazy_sets(self, wire: bytes) -> tuple[bool, RRsets]:
         """(exists, records) of a name that is not kept compiled; (False, {}) for names
