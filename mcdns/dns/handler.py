@@ -56,7 +56,7 @@ class Handler:
         self.store = compiler.store
         self.forwarder = forwarder
         self.ra = forwarder is not None
-        self._ra4 = 4 if self.ra else 0  # head_index() part for the RA bit
+        self._ra4 = 4 if self.ra else 0  # the RA bit's part of an index into Entry.heads
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.stats: list[int] | None = None  # table.slots.counts when metrics are on
@@ -208,18 +208,16 @@ class Handler:
         if self._pod_zone is not None and name.endswith(self._pod_zone):
             return None
         qtype = int.from_bytes(wire[qend:qend + 2])
-        if name in self.table.names or name in self.table.ents:
-            if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
-                return None  # may be built on demand (endpoint SRV, ANY)
-            return zone.negative_entry(w.RCODE_NOERROR, qtype)
-        # A name not kept compiled (endpoint, SRV and PTR names): encoded now, and
-        # remembered with the negative answers until the table changes.
-        exists, e = self.table.lazy_entry(name, qtype)
-        if e is not None:
-            return e
+        exists = name in self.table.names or name in self.table.ents
+        if not exists:
+            # A name not kept compiled (endpoint, SRV and PTR names): encoded now, and
+            # remembered with the negative answers until the table changes.
+            exists, e = self.table.lazy_entry(name, qtype)
+            if e is not None:
+                return e
         if exists:
             if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
-                return None
+                return None  # may be built on demand (endpoint SRV, ANY)
             return zone.negative_entry(w.RCODE_NOERROR, qtype)
         if self.forwarder is not None and zone.name.endswith("arpa"):
             return None
@@ -248,11 +246,12 @@ class Handler:
             return self._refused(q, tcp)
         key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
         entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
-        if entry is None and q.name not in self.table.names:
-            entry = self.table.lazy_entry(q.name, q.qtype)[1]
+        exists = q.name in self.table.names or q.name in self.table.ents
+        if entry is None and not exists:
+            exists, entry = self.table.lazy_entry(q.name, q.qtype)
         if entry is None and q.qtype == T_ANY:
             entry = self.table.any_entry(q.name)
-        if entry is None and q.qtype == T_SRV and self.table.exists(q.name):
+        if entry is None and q.qtype == T_SRV and exists:
             entry = self.compiler.endpoint_srv(q.name)
         if entry is not None:
             return self._entry(q, tcp, entry)
@@ -260,7 +259,6 @@ class Handler:
             pod = self._pod(q, tcp, zone)
             if pod is not None:
                 return pod
-        exists = self.table.exists(q.name)
         if not exists and not self.store.synced:
             return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
         if (not exists and self.forwarder is not None and zone.name.endswith("arpa")):
