@@ -55,7 +55,6 @@ class Compiler:
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
         self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl,
                                  owner_of=self._owner_of, records_of=self._records_of)
-        self._zone_labels = [tuple(z.split(".")) for z in (cfg.zone, cfg.clusterset_zone)]
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._static()
@@ -109,13 +108,9 @@ class Compiler:
     def _owner_of(self, wire: bytes) -> tuple[str, str, str] | None:
         """The service owning a name below ``<svc>.<ns>.svc.<zone>`` (either zone)."""
         labels = rdata.name_text(wire).rstrip(".").split(".")
-        for zone in self._zone_labels:
-            n = len(zone)
-            if (len(labels) >= n + 3 and tuple(labels[len(labels) - n:]) == zone
-                    and labels[-n - 1] == "svc"):
-                ns, name = labels[-n - 2], labels[-n - 3]
-                return ("svc", ns, name) if (ns, name) in self.decisions else None
-        return None
+        key = (records.service_key(labels, self.cfg.zone)
+               or records.service_key(labels, self.cfg.clusterset_zone))
+        return ("svc", *key) if key is not None and key in self.decisions else None
 
     def _records_of(self, owner: object) -> records.Records:
         """A service's records as last compiled (its last decision holds the inputs)."""

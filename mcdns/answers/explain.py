@@ -10,23 +10,14 @@ import time
 
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.health import Decision
-from mcdns.answers.records import import_ips
-
-
-def _service_key(labels: list[str], zone: str) -> tuple[str, str] | None:
-    """(ns, svc) of ``...<svc>.<ns>.svc.<zone>`` names, else None."""
-    zl = zone.split(".")
-    if len(labels) < len(zl) + 3 or labels[-len(zl):] != zl or labels[-len(zl) - 1] != "svc":
-        return None
-    rest = labels[: -len(zl) - 1]
-    return rest[-1], rest[-2]
+from mcdns.answers.records import import_ips, service_key
 
 
 def explain(compiler: Compiler, qname: str) -> list[str]:
     """TXT strings explaining the answer for ``qname`` (any name in a served zone)."""
     cfg = compiler.cfg
     labels = qname.lower().rstrip(".").split(".")
-    key = _service_key(labels, cfg.zone) or _service_key(labels, cfg.clusterset_zone)
+    key = service_key(labels, cfg.zone) or service_key(labels, cfg.clusterset_zone)
     out = [f"name={qname.rstrip('.')}."]
     if key is None:
         out.append("kind=not a service name (zone apex, namespace, pod or other record)")

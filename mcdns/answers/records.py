@@ -60,6 +60,15 @@ class RecordSet:
         return out
 
 
+def service_key(labels: list[str], zone: str) -> tuple[str, str] | None:
+    """(ns, svc) of a name ``...<svc>.<ns>.svc.<zone>`` given as lower-case labels
+    (no root label), else None."""
+    zl = zone.split(".")
+    if len(labels) < len(zl) + 3 or labels[-len(zl):] != zl or labels[-len(zl) - 1] != "svc":
+        return None
+    return labels[-len(zl) - 2], labels[-len(zl) - 3]
+
+
 def dashed(ip: str) -> str:
     """Endpoint name from an IP, as CoreDNS makes it (1.2.3.4 -> 1-2-3-4, :: -> -)."""
     return ip.replace(".", "-").replace(":", "-")

@@ -25,9 +25,12 @@ import sys
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from mcdns.ops.histogram import Histogram
+
+if TYPE_CHECKING:  # server.py imports this module
+    from mcdns.dns.server import HandleFn, RateLimitFn
 
 log = logging.getLogger("mcdns.dns")
 
@@ -39,9 +42,6 @@ MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _clock = time.perf_counter
-
-HandleFn = Callable[[bytes, str, bool], "bytes | Awaitable[bytes | None] | None"]
-RateLimitFn = Callable[[str, bytes], "bytes | None"]
 
 
 class _IOVec(ctypes.Structure):
