@@ -21,6 +21,8 @@ from pathlib import Path
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from tests.knot import free_port  # one copy, shared with the tests
+
 SERVER_CPU = "1"
 QUOTA_US = 50_000
 PERIOD_US = 100_000
@@ -107,21 +109,6 @@ def _cgroup_v1(name: str) -> CpuCap | None:
 
 
 # --- probing -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (servers listen on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def answers(port: int, name: str, timeout: float = 0.3) -> bool:

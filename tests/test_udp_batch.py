@@ -14,9 +14,9 @@ import time
 import dns.message
 import dns.rcode
 import pytest
+from conftest import DEMO_STATE, make_config, rrsets, running
 
 from mcdns.dns import mmsg
-from tests.conftest import DEMO_STATE, make_config, rrsets, running
 
 SERVE = "serve.default.svc.cluster.local."
 NAMES = {  # name -> A answer in the demo state
