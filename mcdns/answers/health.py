@@ -6,6 +6,7 @@ so the rules can be read, tested and explained (the CH TXT explain record) in on
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from mcdns.kube.reduce import DERIVED_PREFIX
@@ -38,6 +39,9 @@ class Remote:
         return not self.known or self.ready > 0
 
 
+NO_REMOTE = Remote((), ())  # the one "no import" value every decision shares
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome for one (namespace, name) in the cluster zone."""
@@ -55,7 +59,7 @@ class Decision:
     local_slices: tuple[EndpointSlice, ...] = field(default=())
     slices: tuple[EndpointSlice, ...] = field(default=())  # all of the Service's (names)
     local_ready: int = 0
-    remote: Remote = Remote((), ())
+    remote: Remote = NO_REMOTE
 
     @property
     def healthy(self) -> bool:
@@ -91,12 +95,14 @@ def decide(store: Store, ns: str, name: str, default_policy: str,
     slices = tuple(store.slices_of(ns, name)) if svc else ()
     local_slices = slices if all(s.local for s in slices) else tuple(s for s in slices if s.local)
     local_ready = ready_count(local_slices)
-    remote = remote_of(store, ns, name) if imp else Remote((), ())
+    remote = remote_of(store, ns, name) if imp else NO_REMOTE
     base = dict(namespace=ns, name=name, policy=policy, min_ready=min_ready, service=svc,
                 imp=imp, derived=derived, local_slices=local_slices, slices=slices,
                 local_ready=local_ready, remote=remote)
     choice, reason, degraded = _table(policy, svc, imp, local_ready, min_ready, remote)
-    return Decision(choice=choice, reason=reason, degraded=degraded, **base)  # type: ignore[arg-type]
+    # Reasons repeat across services ("local has 2 ready (min_ready 1): healthy"): one
+    # copy of each text, not one per service.
+    return Decision(choice=choice, reason=sys.intern(reason), degraded=degraded, **base)  # type: ignore[arg-type]
 
 
 def _table(policy: str, svc: Service | None, imp: ServiceImport | None, local_ready: int,

@@ -189,27 +189,31 @@ class Store:
             p.event_time = event_time
         return p
 
-    def _touch(self, ns: str, name: str, event_time: float | None) -> None:
+    def _touch(self, key: Key, event_time: float | None) -> None:
+        """Mark service ``key`` changed. The tuple itself goes into the pending set (and
+        so becomes the compiler's decision key): one tuple per service, not one per use."""
         pending = self._note(event_time)
-        pending.services.add((ns, name))
+        pending.services.add(key)
+        ns, name = key
         if name.startswith(DERIVED_PREFIX):
             pending.services.add((ns, name[len(DERIVED_PREFIX):]))
 
     def _touch_slice(self, s: EndpointSlice, event_time: float | None) -> None:
         if s.service:
-            self._touch(s.namespace, s.service, event_time)
+            self._touch((s.namespace, s.service), event_time)
         if s.mcs_service:
-            self._touch(s.namespace, s.mcs_service, event_time)
+            self._touch((s.namespace, s.mcs_service), event_time)
         if not s.service and not s.mcs_service:
             self._note(event_time)
 
     def _put(self, table: dict[Key, Service] | dict[Key, ServiceImport],
              obj: Service | ServiceImport, event_time: float | None) -> bool:
-        old = table.get(obj.key)
+        key = obj.key
+        old = table.get(key)
         if old == obj:
             return False
-        table[obj.key] = obj  # type: ignore[assignment]
-        self._touch(obj.namespace, obj.name, event_time)
+        table[key] = obj  # type: ignore[assignment]
+        self._touch(key, event_time)
         if old is None:
             self._ref(obj.namespace, 1, event_time)
         return True
@@ -218,22 +222,23 @@ class Store:
               event_time: float | None) -> bool:
         if table.pop(key, None) is None:
             return False
-        self._touch(key[0], key[1], event_time)
+        self._touch(key, event_time)
         self._ref(key[0], -1, event_time)
         return True
 
     def _put_slice(self, s: EndpointSlice, event_time: float | None) -> bool:
-        old = self.slices.get(s.key)
+        key = s.key
+        old = self.slices.get(key)
         if old == s:
             return False
         if old is not None:
             self._unindex(old)
             self._touch_slice(old, event_time)
-        self.slices[s.key] = s
+        self.slices[key] = s
         if s.service:
-            _index_add(self.slices_by_service, (s.namespace, s.service), s.key)
+            _index_add(self.slices_by_service, (s.namespace, s.service), key)
         if s.mcs_service:
-            _index_add(self.slices_by_mcs, (s.namespace, s.mcs_service), s.key)
+            _index_add(self.slices_by_mcs, (s.namespace, s.mcs_service), key)
         self._touch_slice(s, event_time)
         if old is None:
             self._ref(s.namespace, 1, event_time)
