@@ -8,11 +8,14 @@ no stale answer, existence or serial survives the change.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 
 import dns.rcode
+import dns.rdatatype
 import pytest
 from conftest import Running, make_config, rrsets, running
+from prometheus_client.parser import text_string_to_metric_families
 from statebuild import endpoints, namespace, service, write
 
 from mcdns.kube.reduce import reduce
@@ -115,3 +118,64 @@ def test_lazy_names_follow_changes(srv: Running) -> None:
     assert srv.query(f"_pg._tcp.db.default.{Z}", "SRV").rcode() == dns.rcode.NXDOMAIN
     assert ptr(srv, "10.244.1.5")[0] == dns.rcode.NXDOMAIN
     assert srv.query("1.244.10.in-addr.arpa.", "PTR").rcode() == dns.rcode.NXDOMAIN
+
+
+def _answers_local(srv: Running) -> float:
+    """mcdns_answers_total{decision="local"}, scraped from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.app.http.port}/metrics",
+                                timeout=5) as r:
+        text = r.read().decode()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "mcdns_answers_total" and s.labels.get("decision") == "local":
+                return s.value
+    raise AssertionError("no mcdns_answers_total{decision=local}")
+
+
+def test_service_srv_is_encoded_when_asked_and_follows_changes(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A service's own name keeps only its address answers compiled; its SRV answer is
+    built on first ask, counted under the service's decision, and never outlives a
+    change of the service's ports or endpoints."""
+    path = write(tmp_path_factory.mktemp("lazy-srv") / "state.yaml", STATE)
+    with running(make_config(state=str(path), http="127.0.0.1:0")) as srv:
+        table = srv.app.compiler.table
+        web = f"web.default.{Z}"
+        srv_suffix = (33).to_bytes(2, "big") + b"\x00\x01"
+        assert not [k for k in table.entries if k.endswith(srv_suffix)], \
+            "service SRV answers are not kept compiled"
+        local = _answers_local(srv)
+        for _ in range(3):  # first ask encodes it, the others hit the memo
+            msg = srv.query(web, "SRV")
+            assert rrsets(msg.answer) == {f"{web} 5 in srv 0 100 80 {web}"}
+            assert rrsets(msg.additional) == {f"{web} 5 in a 10.96.0.1"}
+        assert _answers_local(srv) == local + 3
+        # headless: one SRV per endpoint, each target's address as glue (and over TCP)
+        msg = srv.query(f"db.default.{Z}", "SRV", tcp=True)
+        assert rrsets(msg.answer) == {
+            f"db.default.{Z} 5 in srv 0 50 5432 db-0.db.default.{Z}",
+            f"db.default.{Z} 5 in srv 0 50 5432 10-244-1-2.db.default.{Z}"}
+        assert rrsets(msg.additional) == {f"db-0.db.default.{Z} 5 in a 10.244.1.1",
+                                          f"10-244-1-2.db.default.{Z} 5 in a 10.244.1.2"}
+        # ANY still has every type of the name
+        any_types = {r.rdtype for r in srv.query(web, "ANY", tcp=True).answer}
+        assert any_types == {dns.rdatatype.A, dns.rdatatype.SRV}
+        serial = srv.query("cluster.local.", "SOA").answer[0][0].serial
+        # the port changes: the memoised answer goes, the zone serial moves
+        apply(srv, service("web", ip="10.96.0.1", ports=[("http", 8080)]))
+        msg = srv.query(web, "SRV")
+        assert rrsets(msg.answer) == {f"{web} 5 in srv 0 100 8080 {web}"}
+        assert srv.query("cluster.local.", "SOA").answer[0][0].serial > serial
+        # one db endpoint goes not ready: its SRV record and glue go with it
+        apply(srv, endpoints("db", ready=["10.244.1.1"], not_ready=["10.244.1.2"],
+                             ports=[("pg", 5432)], hostnames={"10.244.1.1": "db-0"}))
+        msg = srv.query(f"db.default.{Z}", "SRV")
+        assert rrsets(msg.answer) == {f"db.default.{Z} 5 in srv 0 100 5432 db-0.db.default.{Z}"}
+        assert rrsets(msg.additional) == {f"db-0.db.default.{Z} 5 in a 10.244.1.1"}
+        # a service without SRV records: NODATA, the name still exists
+        portless = service("web", ip="10.96.0.1")
+        portless["spec"]["ports"] = []
+        apply(srv, portless)
+        msg = srv.query(web, "SRV")
+        assert msg.rcode() == dns.rcode.NOERROR and not msg.answer and msg.authority
+        assert srv.query(web, "A").answer

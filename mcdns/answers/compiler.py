@@ -54,7 +54,8 @@ class Compiler:
         self.store = store
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
         self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl,
-                                 owner_of=self._owner_of, records_of=self._records_of)
+                                 owner_of=self._owner_of, records_of=self._records_of,
+                                 tags_of=self._tags_of)
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._static()
@@ -64,7 +65,7 @@ class Compiler:
 
     def _static(self) -> None:
         cfg = self.cfg
-        self.table.set_owner(("static", "dns-version"), {
+        self.table.set_owner("static:dns-version", {
             f"dns-version.{cfg.zone}.": {T_TXT: [rdata.txt(CLUSTER_DNS_VERSION)]},
             f"dns-version.{cfg.clusterset_zone}.": {T_TXT: [rdata.txt(CLUSTERSET_DNS_VERSION)]},
         })
@@ -89,7 +90,7 @@ class Compiler:
                     continue
                 if not ip.is_unspecified:
                     rs.address(f"ns.dns.{zone}.", str(ip), ptr=False)
-        self.table.set_owner(("static", "ns"), rs.finish())
+        self.table.set_owner("static:ns", rs.finish())
 
     def endpoint_srv(self, wire: bytes) -> Entry | None:
         """SRV at ``<endpoint>.<svc>.<ns>.svc.<zone>``, built when asked: endpoint names
@@ -105,19 +106,30 @@ class Compiler:
         rds = records.endpoint_srv(label, list(d.slices), rdata.name_text(wire))
         return self.table.encode(wire, T_SRV, {T_SRV: tuple(rds)}) if rds else None
 
-    def _owner_of(self, wire: bytes) -> tuple[str, str, str] | None:
-        """The service owning a name below ``<svc>.<ns>.svc.<zone>`` (either zone)."""
+    def _owner_of(self, wire: bytes) -> Key | None:
+        """The service owning a name below ``<svc>.<ns>.svc.<zone>`` (either zone).
+
+        A service's table owner is its key, (namespace, name): the decision's own tuple,
+        so owning costs no object (the static owners are strings)."""
         labels = rdata.name_text(wire).rstrip(".").split(".")
         key = (records.service_key(labels, self.cfg.zone)
                or records.service_key(labels, self.cfg.clusterset_zone))
-        return ("svc", *key) if key is not None and key in self.decisions else None
+        return key if key is not None and key in self.decisions else None
 
     def _records_of(self, owner: object) -> records.Records:
         """A service's records as last compiled (its last decision holds the inputs)."""
-        if not isinstance(owner, tuple) or len(owner) != 3 or owner[0] != "svc":
+        if not isinstance(owner, tuple) or len(owner) != 2:
             return {}
-        d = self.decisions.get((owner[1], owner[2]))
+        d = self.decisions.get(owner)
         return records.build(d, self.zones, list(d.slices)) if d is not None else {}
+
+    def _tags_of(self, owner: object) -> dict[str, int]:
+        """A service's metrics tags as last compiled: its cluster name counts as its
+        decision (local, import, degraded)."""
+        if not isinstance(owner, tuple) or len(owner) != 2:
+            return {}
+        d = self.decisions.get(owner)
+        return {} if d is None else {f"{d.name}.{d.namespace}.svc.{self.cfg.zone}.": _tag(d)}
 
     @property
     def cluster_id(self) -> str:
@@ -145,14 +157,14 @@ class Compiler:
         old = self.decisions.get(key)
         if key not in st.services and key not in st.imports:
             self.decisions.pop(key, None)
-            self.table.set_owner(("svc", ns, name), {})
+            self.table.set_owner(key, {})
             return
         d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
         self.decisions[key] = d
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
         hot = (base, f"{name}.{ns}.svc.{self.cfg.clusterset_zone}.")
-        self.table.set_owner(("svc", ns, name), records.build(d, self.zones, list(d.slices)),
-                             {base: _tag(d)}, hot=hot)
+        self.table.set_owner(key, records.build(d, self.zones, list(d.slices)),
+                             self._tags_of(key), hot=hot)
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
             log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
                      _label(d), d.reason)

@@ -20,7 +20,9 @@ SRV names, PTR names) are *lazy*: nothing of them is kept but, for PTR names, wh
 owners hold them. A query for a lazy name asks the owner's records again
 (``records_of``, from the compiler's last decision, so they are the records last handed
 in) and encodes the answer then; the handler memoises it until the table changes. A
-service's hot names are ~1 in 8 of its names, and the memory goes with it.
+service's hot names are ~1 in 8 of its names, and the memory goes with it. Even a hot
+name keeps only its address answers compiled: its SRV answer (``LAZY_TYPES``), asked far
+less often and the largest body with its glue, is encoded the same way when first asked.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ Owner = Hashable
 Records = Mapping[str, Mapping[int, list[bytes]]]  # name text -> qtype -> rdata
 OwnerOfFn = Callable[[bytes], "Owner | None"]  # the owner a lazy (forward) name would have
 RecordsOfFn = Callable[[Owner], Records]  # an owner's records, as last handed in
+TagsOfFn = Callable[[Owner], Mapping[str, int]]  # an owner's metrics tags, as last handed in
+LAZY_TYPES = (T_SRV,)  # types a hot name answers on demand (when its owner is lazy)
 BUILT_OWNERS = 64  # owners whose lazy records are kept decoded (an LRU)
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
@@ -68,27 +72,38 @@ RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A ready response body and what the header needs to go with it."""
+    """A ready response body and what the header needs to go with it.
 
-    rcode: int
-    counts: bytes  # QD, AN, NS, AR (8 bytes) without EDNS
+    One per compiled answer, so it holds only what the query path reads; rcode and
+    counts are read back from the shared header bytes when the slow path needs them."""
+
     heads: tuple[bytes, ...]  # header bytes 2-11 (flags, counts), see _heads()
     heads_edns: tuple[bytes, ...]  # the same with one more additional record (OPT)
     body: bytes  # sections after the question
-    size: int  # header + question + body, without OPT (for the canonical question)
     tail: int  # the response's size minus the index past the query's name
     answers_len: int = -1  # bytes of ``body`` before the additional section (-1: no glue)
-    zone: int = -1  # index of the zone in AnswerTable.zones (metrics label)
-    tag: int = 0  # TAG_*: which decision this answer serves (metrics label)
     slots: tuple[int, int] = (0, 0)  # metrics counter index for (UDP, TCP)
+
+    @property
+    def rcode(self) -> int:
+        return self.heads[0][1] & 0x0F
+
+    @property
+    def counts(self) -> bytes:
+        """QD, AN, NS, AR (8 bytes) without EDNS."""
+        return self.heads[0][2:]
+
+    def size(self, name_len: int) -> int:
+        """The response's size (without OPT) behind a question for a name of
+        ``name_len`` octets (every question an entry answers has its name's length)."""
+        return 12 + name_len + self.tail
 
     def minimal(self) -> Entry | None:
         """The same answer without its additional section (None when it has none)."""
         if self.answers_len < 0:
             return None
         an, ns = struct.unpack_from(">HH", self.counts, 2)
-        return make_entry(self.rcode, an, ns, 0, self.body[:self.answers_len],
-                          self.size - len(self.body) - 12, -1, self.zone, self.tag,
+        return make_entry(self.rcode, an, ns, 0, self.body[:self.answers_len], -1,
                           self.slots)
 
 
@@ -114,12 +129,10 @@ def _counts(an: int, ns: int, ar: int) -> bytes:
     return got
 
 
-def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes, qlen: int,
-               answers_len: int = -1, zone: int = -1, tag: int = 0,
-               slots: tuple[int, int] = (0, 0)) -> Entry:
-    return Entry(rcode, _counts(an, ns, ar), _heads(rcode, an, ns, ar),
-                 _heads(rcode, an, ns, ar + 1), body,
-                 12 + qlen + len(body), len(body) + 4, answers_len, zone, tag, slots)
+def make_entry(rcode: int, an: int, ns: int, ar: int, body: bytes,
+               answers_len: int = -1, slots: tuple[int, int] = (0, 0)) -> Entry:
+    return Entry(_heads(rcode, an, ns, ar), _heads(rcode, an, ns, ar + 1), body,
+                 len(body) + 4, answers_len, slots)
 
 
 # Types that get their own metrics label; others count as type 0 ("other").
@@ -184,8 +197,7 @@ class Zone:
         e = cache.get(key)
         if e is None:
             slots = self.slots.pair(self.index, qtype, rcode, TAG_NONE) if self.slots else (0, 0)
-            e = cache[key] = make_entry(rcode, 0, 1, 0, self.negative, 0, -1, self.index,
-                                        TAG_NONE, slots)
+            e = cache[key] = make_entry(rcode, 0, 1, 0, self.negative, -1, slots)
             self._negatives = cache
         return e
 
@@ -212,13 +224,15 @@ class AnswerTable:
     """Pre-encoded answers by (name, type), merged from owners, with name existence."""
 
     def __init__(self, zones: Iterable[str], ttl: int, owner_of: OwnerOfFn | None = None,
-                 records_of: RecordsOfFn | None = None) -> None:
+                 records_of: RecordsOfFn | None = None,
+                 tags_of: TagsOfFn | None = None) -> None:
         self.ttl = ttl
         self.zones: list[Zone] = sorted(
             (Zone(z, name_wire(z + "."), ttl, reverse=z == "arpa" or z.endswith(".arpa"))
              for z in zones), key=lambda z: -len(z.wire))
         self.owner_of = owner_of
         self.records_of = records_of
+        self.tags_of = tags_of
         self.reverse: dict[bytes, Owner | _Holders] = {}  # lazy reverse names -> owners
         self._lazy: dict[Owner, tuple[tuple[bytes, ...], int]] = {}  # reverse names and
         # the zones (a bit per zone index) of each owner's lazy names
@@ -260,7 +274,8 @@ class AnswerTable:
 
     def rrsets(self, wire_name: bytes) -> RRsets:
         """The name's records as served (merged over owners)."""
-        if wire_name not in self.names:
+        held = self.names.get(wire_name)
+        if held is None or self._defers(held):
             return self.lazy_sets(wire_name)[1]
         out: RRsets = {}
         for qtype in TYPES:
@@ -276,19 +291,28 @@ class AnswerTable:
         owner's records at hand for the additional section."""
         held = self.reverse.get(wire_name)
         owner = held.owners[0] if isinstance(held, _Holders) else held
+        if owner is None:
+            named = self.names.get(wire_name)
+            owner = named if not isinstance(named, _Shared) else None
         if owner is None and self.owner_of is not None:
             owner = self.owner_of(wire_name)
         context = self._built_records(owner) if owner in self._lazy else {}
         self._lazy_context = context  # the targets' addresses, as during set_owner
         self._pending = {wire_name: {**context.get(wire_name, {}), **sets}}
+        if owner is not None and self.tags_of is not None and owner in self._lazy:
+            self._tags = {name_wire(n): t for n, t in self.tags_of(owner).items()}
         try:
             return self._encode(wire_name, qtype, sets)
         finally:
-            self._pending, self._lazy_context = {}, {}
+            self._pending, self._lazy_context, self._tags = {}, {}, {}
 
     def lazy_sets(self, wire: bytes) -> tuple[bool, RRsets]:
-        """(exists, records) of a name that is not kept compiled; (False, {}) for names
-        no owner has."""
+        """(exists, records) of a name that is not kept compiled, or of a hot name whose
+        owner defers some of its types; (False, {}) for names no owner has."""
+        named = self.names.get(wire)
+        if named is not None:
+            return True, (self._built_records(named).get(wire, {}) if self._defers(named)
+                          else {})
         held = self.reverse.get(wire)
         if held is not None:
             owners = held.owners if isinstance(held, _Holders) else [held]
@@ -337,6 +361,12 @@ class AnswerTable:
             self._built[owner] = recs
         return recs
 
+    def _defers(self, held: Owner | _Shared) -> bool:
+        """True when the name held by ``held`` keeps its LAZY_TYPES answers uncompiled:
+        one owner, which can give its records back (names shared by owners, and owners
+        without hot/lazy names, keep everything compiled)."""
+        return not isinstance(held, _Shared) and held in self._lazy
+
     def any_entry(self, wire_name: bytes) -> Entry | None:
         """An answer with every record of the name (qtype ANY), built on demand."""
         sets = self.rrsets(wire_name)
@@ -363,15 +393,18 @@ class AnswerTable:
             if not sets:
                 continue
             wire = name_wire(name)
+            deferred = hot is not None and any(t in sets for t in LAZY_TYPES)
             if hot is None or name in hot:
                 new[wire] = sets
-                continue
-            lazy[wire] = sets
+                if not deferred:
+                    continue
+            else:
+                lazy[wire] = sets
             zone = self.zone_of(wire)
             if zone is None:
                 continue  # outside the served zones: never asked
             zones |= 1 << zone.index
-            if zone.reverse:
+            if zone.reverse and wire not in new:
                 rev.append(wire)
         sig = hash((self.ttl, tuple(sorted(tag_of.items())), hot is None, tuple(sorted(
             (n, tuple(sorted((t, tuple(r)) for t, r in s.items() if r)))
@@ -527,9 +560,11 @@ class AnswerTable:
         if zone is not None:
             self._dirty_zones.add(zone)
         types = [t for t in TYPES if (t in GLUED) == glue_pass]
+        held = self.names.get(wire)
+        deferred = LAZY_TYPES if held is not None and self._defers(held) else ()
         for qtype in types:
             key = wire + _TYPE_SUFFIX[qtype]
-            if qtype in sets and T_CNAME not in sets:
+            if qtype in sets and T_CNAME not in sets and qtype not in deferred:
                 self.entries[key] = self._encode(wire, qtype, sets)
             else:
                 self.entries.pop(key, None)
@@ -571,16 +606,15 @@ class AnswerTable:
             for t in (TYPES if qtype == T_ANY else (qtype,)):
                 answers += [rd.rr(QNAME_POINTER, t, ttl, x) for x in sets.get(t, ())]
         body = b"".join(answers)
-        qlen = len(wire) + 4
         zone = self.zone_of(wire)
-        zi, tag = zone.index if zone is not None else -1, self._tags.get(wire, TAG_NONE)
-        where = (zi, tag, self.slots.pair(zi, qtype, RCODE_NOERROR, tag))
+        zi = zone.index if zone is not None else -1
+        slots = self.slots.pair(zi, qtype, RCODE_NOERROR, self._tags.get(wire, TAG_NONE))
         glue = [] if qtype not in GLUED or T_CNAME in sets else self._glue(
             sets.get(qtype, ()), qtype)
         if not glue:
-            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, qlen, -1, *where)
+            return make_entry(RCODE_NOERROR, len(answers), 0, 0, body, -1, slots)
         return make_entry(RCODE_NOERROR, len(answers), 0, len(glue), body + b"".join(glue),
-                          qlen, len(body), *where)
+                          len(body), slots)
 
     def _glue(self, rdatas: tuple[bytes, ...], qtype: int) -> list[bytes]:
         """A/AAAA of SRV and NS targets for the additional section, as CoreDNS adds them."""
@@ -607,7 +641,7 @@ class AnswerTable:
 
     def _set_apex(self, zone: Zone) -> None:
         apex = zone.name + "."
-        self.set_owner(("apex", zone.name), {
+        self.set_owner("apex:" + zone.name, {
             apex: {T_SOA: [zone.soa()], T_NS: [rd.name(f"ns.dns.{apex}")]}})
         self._dirty_zones.discard(zone)
 

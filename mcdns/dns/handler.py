@@ -21,7 +21,7 @@ from mcdns import __version__
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.explain import explain
 from mcdns.answers.rdata import name_text, name_wire
-from mcdns.answers.table import NEGATIVE_CACHE_MAX, TAG_NONE, Entry, Zone
+from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX, TAG_NONE, Entry, Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
 
@@ -217,6 +217,11 @@ class Handler:
                 return e
         if exists:
             if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
+                if qtype in LAZY_TYPES and name in self.table.names:
+                    # A hot name's SRV answer, encoded when first asked (see table.py)
+                    e = self.table.lazy_entry(name, qtype)[1]
+                    if e is not None:
+                        return e
                 return None  # may be built on demand (endpoint SRV, ANY)
             return zone.negative_entry(w.RCODE_NOERROR, qtype)
         if self.forwarder is not None and zone.name.endswith("arpa"):
@@ -247,8 +252,9 @@ class Handler:
         key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
         entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
         exists = q.name in self.table.names or q.name in self.table.ents
-        if entry is None and not exists:
-            exists, entry = self.table.lazy_entry(q.name, q.qtype)
+        if entry is None and (not exists or q.qtype in LAZY_TYPES):
+            found, entry = self.table.lazy_entry(q.name, q.qtype)
+            exists = exists or found
         if entry is None and q.qtype == T_ANY:
             entry = self.table.any_entry(q.name)
         if entry is None and q.qtype == T_SRV and exists:
@@ -286,9 +292,9 @@ class Handler:
         """A stored answer; without its additional section if only that makes it fit
         (RFC 2181 §9: TC only when the answer itself does not fit)."""
         limit = w.udp_limit(q, tcp, self.max_udp) - (11 if q.edns else 0)
-        if e.size > limit:
+        if e.size(len(q.name)) > limit:
             minimal = e.minimal()
-            if minimal is not None and minimal.size <= limit:
+            if minimal is not None and minimal.size(len(q.name)) <= limit:
                 e = minimal
         return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
 
