@@ -54,10 +54,11 @@ class Store:
         self.explicit_namespaces: set[str] = set()
         self._ns_refs: dict[str, int] = defaultdict(int)  # objects per namespace
         self.cluster_properties: dict[str, str] = {}
-        # (namespace, service-name label) -> slice keys, sorted (a tuple: a third of a
-        # set's memory, and most services have one slice); same for the MCS label.
-        self.slices_by_service: dict[Key, tuple[Key, ...]] = {}
-        self.slices_by_mcs: dict[Key, tuple[Key, ...]] = {}
+        # (namespace, service-name label) -> its slices, sorted by key (a tuple: a third
+        # of a set's memory, most services have one slice, and a decision keeps the
+        # very tuple instead of a copy); the same for the MCS label.
+        self.slices_by_service: dict[Key, tuple[EndpointSlice, ...]] = {}
+        self.slices_by_mcs: dict[Key, tuple[EndpointSlice, ...]] = {}
         self.generation = 0
         self.last_change = 0.0  # wall time of the last committed change
         self.last_contact = 0.0  # wall time a source last heard from its backend
@@ -70,11 +71,11 @@ class Store:
     # ---- readers -------------------------------------------------------------------
 
 
-    def slices_of(self, namespace: str, service: str) -> list[EndpointSlice]:
-        return [self.slices[k] for k in self.slices_by_service.get((namespace, service), ())]
+    def slices_of(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
+        return self.slices_by_service.get((namespace, service), ())
 
-    def mcs_slices_of(self, namespace: str, service: str) -> list[EndpointSlice]:
-        return [self.slices[k] for k in self.slices_by_mcs.get((namespace, service), ())]
+    def mcs_slices_of(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
+        return self.slices_by_mcs.get((namespace, service), ())
 
     def all_service_keys(self) -> set[Key]:
         keys = set(self.services) | set(self.imports)
@@ -236,9 +237,9 @@ class Store:
             self._touch_slice(old, event_time)
         self.slices[key] = s
         if s.service:
-            _index_add(self.slices_by_service, (s.namespace, s.service), key)
+            _index_add(self.slices_by_service, (s.namespace, s.service), s)
         if s.mcs_service:
-            _index_add(self.slices_by_mcs, (s.namespace, s.mcs_service), key)
+            _index_add(self.slices_by_mcs, (s.namespace, s.mcs_service), s)
         self._touch_slice(s, event_time)
         if old is None:
             self._ref(s.namespace, 1, event_time)
@@ -248,9 +249,9 @@ class Store:
         for index, label in ((self.slices_by_service, s.service),
                              (self.slices_by_mcs, s.mcs_service)):
             if label:
-                keys = index.get((s.namespace, label))
-                if keys is not None and s.key in keys:
-                    rest = tuple(k for k in keys if k != s.key)
+                held = index.get((s.namespace, label))
+                if held is not None and any(x is s for x in held):
+                    rest = tuple(x for x in held if x is not s)
                     if rest:
                         index[(s.namespace, label)] = rest
                     else:
@@ -272,7 +273,8 @@ class Store:
             self._note(event_time).namespaces = True
 
 
-def _index_add(index: dict[Key, tuple[Key, ...]], key: Key, item: Key) -> None:
-    keys = index.get(key, ())
-    if item not in keys:
-        index[key] = tuple(sorted((*keys, item)))
+def _index_add(index: dict[Key, tuple[EndpointSlice, ...]], key: Key,
+               item: EndpointSlice) -> None:
+    held = index.get(key, ())
+    if not any(x is item for x in held):
+        index[key] = tuple(sorted((*held, item), key=lambda x: (x.namespace, x.name)))
