@@ -8,6 +8,7 @@ no stale answer, existence or serial survives the change.
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.request
 from collections.abc import Iterator
 
@@ -15,9 +16,13 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from conftest import Running, make_config, rrsets, running
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from statebuild import endpoints, namespace, service, write
 
+from mcdns.answers.rdata import name_wire, reverse_name
+from mcdns.answers.table import _rev_key, _rev_wire
 from mcdns.kube.reduce import reduce
 from mcdns.model import Kind
 
@@ -179,3 +184,22 @@ def test_service_srv_is_encoded_when_asked_and_follows_changes(
         msg = srv.query(web, "SRV")
         assert msg.rcode() == dns.rcode.NOERROR and not msg.answer and msg.authority
         assert srv.query(web, "A").answer
+
+
+@given(st.ip_addresses())
+def test_reverse_index_key_round_trips(ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+                                       ) -> None:
+    """The reverse index keys a PTR name by its address; the key gives the name back."""
+    wire = name_wire(reverse_name(str(ip)))
+    key = _rev_key(wire)
+    assert key == (int(ip) if ip.version == 4 else (1 << 128) + int(ip))
+    assert _rev_wire(key) == wire
+
+
+@pytest.mark.parametrize("name", [
+    "01.0.96.10.in-addr.arpa.",  # leading zero: another name than 1.0.96.10
+    "256.0.96.10.in-addr.arpa.", "0.96.10.in-addr.arpa.", "1.1.0.96.10.in-addr.arpa.",
+    "x.0.96.10.in-addr.arpa.", "in-addr.arpa.", "1.ip6.arpa.", "1-2.0.96.10.in-addr.arpa.",
+    "g." + "0." * 31 + "ip6.arpa.", "00." + "0." * 31 + "ip6.arpa."])
+def test_reverse_index_keeps_other_names_as_names(name: str) -> None:
+    assert _rev_key(name_wire(name)) == name_wire(name)

@@ -68,6 +68,7 @@ LAZY_TYPES = (T_SRV,)  # types a hot name answers on demand (when its owner is l
 BUILT_OWNERS = 64  # owners whose lazy records are kept decoded (an LRU)
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
+RevKey = int | bytes  # a reverse name as _rev_key gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,18 @@ class _Shared:
         self.by_owner: dict[Owner, RRsets] = {}
 
 
+class _Own:
+    """What one owner contributes, kept to replace it on its next set_owner."""
+
+    __slots__ = ("names", "rev", "sig", "zones")
+
+    def __init__(self) -> None:
+        self.names: tuple[bytes, ...] = ()  # compiled (hot) names
+        self.rev: tuple[RevKey, ...] = ()  # lazy reverse names, by _rev_key
+        self.zones = 0  # bit i: lazy names (or deferred types) in zones[i]
+        self.sig = 0  # hash of the records last handed in
+
+
 class _Holders:
     """Owners of a lazy reverse name held by more than one owner."""
 
@@ -233,9 +246,10 @@ class AnswerTable:
         self.owner_of = owner_of
         self.records_of = records_of
         self.tags_of = tags_of
-        self.reverse: dict[bytes, Owner | _Holders] = {}  # lazy reverse names -> owners
-        self._lazy: dict[Owner, tuple[tuple[bytes, ...], int]] = {}  # reverse names and
-        # the zones (a bit per zone index) of each owner's lazy names
+        # Lazy reverse names -> owners, keyed by _rev_key (the address as an int: half
+        # the memory of the name, and there is one per pod and ClusterIP).
+        self.reverse: dict[RevKey, Owner | _Holders] = {}
+        self._owners: dict[Owner, _Own] = {}
         self._built: LRUCache[Owner, dict[bytes, RRsets]] = LRUCache(BUILT_OWNERS)
         self.slots = Slots()
         for i, zone in enumerate(self.zones):
@@ -248,8 +262,6 @@ class AnswerTable:
         # The query path's memo of negative answers (name + type + class -> entry);
         # emptied on every change to the table, bounded by NEGATIVE_CACHE_MAX.
         self.negative_cache: dict[bytes, Entry] = {}
-        self._owner_names: dict[Owner, tuple[bytes, ...]] = {}
-        self._owner_sig: dict[Owner, int] = {}
         self._bare: dict[Owner, set[bytes]] = {}
         self._aliases_of: dict[bytes, set[bytes]] = {}  # CNAME target -> CNAME owners
         self._dirty_zones: set[Zone] = set()
@@ -289,17 +301,18 @@ class AnswerTable:
     def encode(self, wire_name: bytes, qtype: int, sets: RRsets) -> Entry:
         """An answer for records that are not kept compiled (built on demand), with the
         owner's records at hand for the additional section."""
-        held = self.reverse.get(wire_name)
+        held = self.reverse.get(_rev_key(wire_name))
         owner = held.owners[0] if isinstance(held, _Holders) else held
         if owner is None:
             named = self.names.get(wire_name)
             owner = named if not isinstance(named, _Shared) else None
         if owner is None and self.owner_of is not None:
             owner = self.owner_of(wire_name)
-        context = self._built_records(owner) if owner in self._lazy else {}
+        lazy = self._is_lazy(owner)
+        context = self._built_records(owner) if lazy else {}
         self._lazy_context = context  # the targets' addresses, as during set_owner
         self._pending = {wire_name: {**context.get(wire_name, {}), **sets}}
-        if owner is not None and self.tags_of is not None and owner in self._lazy:
+        if lazy and self.tags_of is not None:
             self._tags = {name_wire(n): t for n, t in self.tags_of(owner).items()}
         try:
             return self._encode(wire_name, qtype, sets)
@@ -313,7 +326,7 @@ class AnswerTable:
         if named is not None:
             return True, (self._built_records(named).get(wire, {}) if self._defers(named)
                           else {})
-        held = self.reverse.get(wire)
+        held = self.reverse.get(_rev_key(wire))
         if held is not None:
             owners = held.owners if isinstance(held, _Holders) else [held]
             by_owner = {o: self._built_records(o).get(wire, {}) for o in owners}
@@ -321,7 +334,7 @@ class AnswerTable:
         if self.owner_of is None or self.records_of is None:
             return False, {}
         owner = self.owner_of(wire)
-        if owner is None or owner not in self._lazy:
+        if owner is None or not self._is_lazy(owner):
             return False, {}
         recs = self._built_records(owner)
         sets = recs.get(wire)
@@ -342,9 +355,9 @@ class AnswerTable:
     def served_names(self) -> set[bytes]:
         """Every name with records, compiled or lazy (for tests and tools: it rebuilds
         every owner's records, so never on the query path)."""
-        out = set(self.names) | set(self.reverse)
+        out = set(self.names) | {_rev_wire(k) for k in self.reverse}
         if self.records_of is not None:
-            for owner in list(self._lazy):
+            for owner in [o for o in self._owners if self._is_lazy(o)]:
                 out.update(name_wire(n) for n, types in self.records_of(owner).items()
                            if any(types.values()))
         return out
@@ -365,7 +378,12 @@ class AnswerTable:
         """True when the name held by ``held`` keeps its LAZY_TYPES answers uncompiled:
         one owner, which can give its records back (names shared by owners, and owners
         without hot/lazy names, keep everything compiled)."""
-        return not isinstance(held, _Shared) and held in self._lazy
+        return not isinstance(held, _Shared) and self._is_lazy(held)
+
+    def _is_lazy(self, owner: Owner | None) -> bool:
+        """True when ``owner`` has names (or types) answered from its records on demand."""
+        own = self._owners.get(owner) if owner is not None else None
+        return own is not None and own.zones != 0
 
     def any_entry(self, wire_name: bytes) -> Entry | None:
         """An answer with every record of the name (qtype ANY), built on demand."""
@@ -386,7 +404,7 @@ class AnswerTable:
         tag_of = {name_wire(n): t for n, t in (tags or {}).items()}
         new: dict[bytes, RRsets] = {}
         lazy: dict[bytes, RRsets] = {}  # glue for the hot names' SRV answers
-        rev: list[bytes] = []
+        rev: list[RevKey] = []
         zones = 0  # bit i: lazy names in self.zones[i]
         for name, types in records.items():
             sets = {t: tuple(rds) for t, rds in types.items() if rds}
@@ -405,29 +423,27 @@ class AnswerTable:
                 continue  # outside the served zones: never asked
             zones |= 1 << zone.index
             if zone.reverse and wire not in new:
-                rev.append(wire)
+                rev.append(_rev_key(wire))
         sig = hash((self.ttl, tuple(sorted(tag_of.items())), hot is None, tuple(sorted(
             (n, tuple(sorted((t, tuple(r)) for t, r in s.items() if r)))
             for n, s in records.items()))))
-        if self._owner_sig.get(owner) == sig:
+        own = self._owners.get(owner)
+        if own is not None and own.sig == sig:
             return False
         self.negative_cache.clear()
         self._built.pop(owner, None)
-        self._set_lazy(owner, tuple(rev), zones)
-        old = self._owner_names.get(owner, ())
-        gone = [n for n in old if n not in new]
+        old = own if own is not None else _Own()
+        self._set_lazy(owner, old, tuple(rev), zones)
+        gone = [n for n in old.names if n not in new]
         for wire in gone:
             self._release(wire, owner)
         for wire, sets in new.items():
             self._assign(wire, owner, sets)
-        if new:
-            self._owner_names[owner] = tuple(new)
-        else:
-            self._owner_names.pop(owner, None)
         if new or zones:
-            self._owner_sig[owner] = sig
+            own = self._owners[owner] = old
+            own.names, own.rev, own.zones, own.sig = tuple(new), tuple(rev), zones, sig
         else:
-            self._owner_sig.pop(owner, None)
+            self._owners.pop(owner, None)
         touched = gone + list(new)
         self._tags = tag_of
         self._lazy_context = lazy
@@ -439,47 +455,42 @@ class AnswerTable:
         self._tags = {}
         return True
 
-    def _set_lazy(self, owner: Owner, rev: tuple[bytes, ...], zones: int) -> None:
-        """Record ``owner``'s lazy names: reverse names in the index (their ancestors
-        exist), and which zones they are in (those zones' serials move)."""
-        old_rev, old_zones = self._lazy.get(owner, ((), 0))
+    def _set_lazy(self, owner: Owner, old: _Own, rev: tuple[RevKey, ...], zones: int) -> None:
+        """Index ``owner``'s lazy reverse names (their ancestors exist), and mark the zones
+        its lazy names were and are in (those zones' serials move)."""
         for zone in self.zones:
-            if (old_zones | zones) >> zone.index & 1:
+            if (old.zones | zones) >> zone.index & 1:
                 self._dirty_zones.add(zone)
-        if old_rev != rev:
+        if old.rev != rev:
             new_set = set(rev)
-            for wire in old_rev:
-                if wire not in new_set:
-                    self._unhold(wire, owner)
-            old_set = set(old_rev)
-            for wire in rev:
-                if wire not in old_set:
-                    self._hold(wire, owner)
-        if zones:
-            self._lazy[owner] = (rev, zones)
-        else:
-            self._lazy.pop(owner, None)
+            for key in old.rev:
+                if key not in new_set:
+                    self._unhold(key, owner)
+            old_set = set(old.rev)
+            for key in rev:
+                if key not in old_set:
+                    self._hold(key, owner)
 
-    def _hold(self, wire: bytes, owner: Owner) -> None:
-        held = self.reverse.get(wire)
+    def _hold(self, key: RevKey, owner: Owner) -> None:
+        held = self.reverse.get(key)
         if held is None:
-            self.reverse[wire] = owner
-            self._ref_ancestors(wire, 1)
+            self.reverse[key] = owner
+            self._ref_ancestors(_rev_wire(key), 1)
         elif isinstance(held, _Holders):
             held.owners.append(owner)
         elif held != owner:
-            self.reverse[wire] = _Holders(held, owner)
+            self.reverse[key] = _Holders(held, owner)
 
-    def _unhold(self, wire: bytes, owner: Owner) -> None:
-        held = self.reverse.get(wire)
+    def _unhold(self, key: RevKey, owner: Owner) -> None:
+        held = self.reverse.get(key)
         if isinstance(held, _Holders):
             if owner in held.owners:
                 held.owners.remove(owner)
             if len(held.owners) == 1:
-                self.reverse[wire] = held.owners[0]
+                self.reverse[key] = held.owners[0]
         elif held == owner:
-            del self.reverse[wire]
-            self._ref_ancestors(wire, -1)
+            del self.reverse[key]
+            self._ref_ancestors(_rev_wire(key), -1)
 
     def set_bare_names(self, owner: Owner, names: Iterable[str]) -> None:
         """Names that exist without records of their own (NODATA, not NXDOMAIN)."""
@@ -686,3 +697,45 @@ def _ancestors(wire: bytes, zone: Zone | None) -> list[bytes]:
         i += wire[i] + 1
         out.append(wire[i:])
     return out
+
+
+_V4_ARPA = name_wire("in-addr.arpa.")
+_V6_ARPA = name_wire("ip6.arpa.")
+_V6_BASE = 1 << 128  # IPv6 keys sit above every IPv4 key
+_HEX = b"0123456789abcdef"
+
+
+def _rev_key(wire: bytes) -> RevKey:
+    """The reverse index's key for a lower-case wire name: the address as an int for a
+    full, canonical in-addr.arpa / ip6.arpa name (IPv6 offset by 2**128), else the name
+    itself. One-to-one, and _rev_wire inverts it."""
+    if wire.endswith(_V4_ARPA):
+        end, i, value, shift = len(wire) - len(_V4_ARPA), 0, 0, 0
+        while i < end and shift < 32:
+            n = wire[i]
+            label = wire[i + 1:i + 1 + n]
+            if not (0 < n <= 3 and label.isdigit() and (n == 1 or label[0] != 0x30)):
+                return wire
+            octet = int(label)
+            if octet > 255:
+                return wire
+            value |= octet << shift
+            shift += 8
+            i += n + 1
+        return value if i == end and shift == 32 else wire
+    if wire.endswith(_V6_ARPA) and len(wire) == 64 + len(_V6_ARPA):
+        nibbles = wire[1:64:2]
+        if wire[0:64:2] == b"\x01" * 32 and not nibbles.translate(None, _HEX):
+            return _V6_BASE + int(nibbles[::-1], 16)
+    return wire
+
+
+def _rev_wire(key: RevKey) -> bytes:
+    """The wire name of a reverse index key."""
+    if isinstance(key, bytes):
+        return key
+    if key >= _V6_BASE:
+        digits = f"{key - _V6_BASE:032x}"[::-1]
+        return b"".join(b"\x01" + d.encode() for d in digits) + _V6_ARPA
+    octets = [str(key >> s & 0xFF).encode() for s in (0, 8, 16, 24)]
+    return b"".join(bytes((len(o),)) + o for o in octets) + _V4_ARPA
