@@ -203,3 +203,23 @@ def test_reverse_index_key_round_trips(ip: ipaddress.IPv4Address | ipaddress.IPv
     "g." + "0." * 31 + "ip6.arpa.", "00." + "0." * 31 + "ip6.arpa."])
 def test_reverse_index_keeps_other_names_as_names(name: str) -> None:
     assert _rev_key(name_wire(name)) == name_wire(name)
+
+
+def test_endpoint_with_several_addresses_serves_each(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An endpoint keeps its first address apart from the others (memory); every one of
+    them is still answered, at the service name and the endpoint's own name."""
+    eps = endpoints("multi", ready=["10.244.7.1"], ports=[("http", 80)])
+    eps["endpoints"][0]["addresses"] = ["10.244.7.1", "10.244.7.2", "10.244.7.3"]
+    eps["endpoints"][0]["hostname"] = "m-0"
+    slim = reduce(eps)
+    assert [e.addresses for e in slim.endpoints] == [("10.244.7.1", "10.244.7.2",
+                                                       "10.244.7.3")]
+    path = write(tmp_path_factory.mktemp("multi") / "state.yaml",
+                 [namespace("default"), service("multi", ports=[("http", 80)]), eps])
+    with running(make_config(state=str(path))) as srv:
+        want = {"10.244.7.1", "10.244.7.2", "10.244.7.3"}
+        for name in (f"multi.default.{Z}", f"m-0.multi.default.{Z}"):
+            msg = srv.query(name, "A")
+            assert {line.split()[-1] for line in rrsets(msg.answer)} == want
+        assert ptr(srv, "10.244.7.3") == (dns.rcode.NOERROR, {f"m-0.multi.default.{Z}"})

@@ -231,7 +231,10 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
         if isinstance(addrs, list) and len(addrs) > MAX_ADDRESSES:
             raise ReduceError(f"endpoints[{i}] has {len(addrs)} addresses "
                               f"(limit {MAX_ADDRESSES})")
-        if addr_type != "FQDN":
+        if addr_type == "FQDN":  # never answered, only counted: kept as given
+            addrs = tuple(a for a in addrs if isinstance(a, str)) if isinstance(
+                addrs, list) else ()
+        else:
             addrs = _ips(addrs, f"endpoints[{i}].addresses")
             want = 4 if addr_type == "IPv4" else 6
             for a in addrs:
@@ -242,7 +245,8 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
                              and "." not in hostname):
             raise ReduceError(f"endpoints[{i}].hostname {hostname!r} is not a DNS label")
         ready = _get(ep, "conditions", {}).get("ready")
-        eps.append(Endpoint(tuple(addrs), hostname, ready is None or bool(ready)))
+        eps.append(Endpoint(addrs[0] if addrs else "", hostname, ready is None or bool(ready),
+                            tuple(addrs[1:])))
     ports = _ports(_get(obj, "ports", []), "ports")
     return EndpointSlice(ns, name, service, mcs_service, cluster, local, addr_type, ports,
                          tuple(eps))
