@@ -37,11 +37,18 @@ class Service:
     namespace: str
     name: str
     type: str  # ClusterIP | Headless | ExternalName
-    cluster_ips: tuple[str, ...]
+    cluster_ip: str  # the first ClusterIP ("" when none); the others in more_ips
     external_name: str
     ports: tuple[Port, ...]
     policy: str | None  # mcdns.io/policy annotation
     min_ready: int | None  # mcdns.io/min-ready annotation
+    more_ips: tuple[str, ...] = ()  # dual-stack: the ClusterIPs after the first
+
+    @property
+    def cluster_ips(self) -> tuple[str, ...]:
+        """Every ClusterIP, in order (one field and a tuple only for dual-stack, as for
+        Endpoint.addresses)."""
+        return (self.cluster_ip, *self.more_ips) if self.cluster_ip else ()
 
     @property
     def key(self) -> Key:

@@ -189,12 +189,13 @@ def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
         ext = spec.get("externalName")
         if not isinstance(ext, str) or not _is_label_name(ext.rstrip("."), MAX_NAME):
             raise ReduceError(f"spec.externalName {ext!r} is not a domain name")
-        return Service(ns, name, "ExternalName", (), ext.rstrip("."), ports, policy, min_ready)
+        return Service(ns, name, "ExternalName", "", ext.rstrip("."), ports, policy, min_ready)
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     if raw_ips and raw_ips[0] == "None":
-        return Service(ns, name, "Headless", (), "", ports, policy, min_ready)
-    return Service(ns, name, "ClusterIP", _ips(raw_ips, "spec.clusterIPs"), "", ports, policy,
-                   min_ready)
+        return Service(ns, name, "Headless", "", "", ports, policy, min_ready)
+    ips = _ips(raw_ips, "spec.clusterIPs")
+    return Service(ns, name, "ClusterIP", ips[0] if ips else "", "", ports, policy,
+                   min_ready, ips[1:])
 
 
 def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
