@@ -213,15 +213,28 @@ class _Shared:
 
 
 class _Own:
-    """What one owner contributes, kept to replace it on its next set_owner."""
+    """What one owner contributes, kept to replace it on its next set_owner.
 
-    __slots__ = ("names", "rev", "sig", "zones")
+    Its compiled names and its lazy reverse names share one tuple (one per owner, and
+    there is an owner per service): ``keys[:split]`` and ``keys[split:]``."""
+
+    __slots__ = ("keys", "sig", "split", "zones")
 
     def __init__(self) -> None:
-        self.names: tuple[bytes, ...] = ()  # compiled (hot) names
-        self.rev: tuple[RevKey, ...] = ()  # lazy reverse names, by _rev_key
+        self.keys: tuple[bytes | RevKey, ...] = ()
+        self.split = 0
         self.zones = 0  # bit i: lazy names (or deferred types) in zones[i]
         self.sig = 0  # hash of the records last handed in
+
+    @property
+    def names(self) -> tuple[bytes, ...]:
+        """Compiled (hot) names."""
+        return self.keys[:self.split]  # type: ignore[return-value]
+
+    @property
+    def rev(self) -> tuple[RevKey, ...]:
+        """Lazy reverse names, by _rev_key."""
+        return self.keys[self.split:]
 
 
 class _Holders:
@@ -441,7 +454,7 @@ class AnswerTable:
             self._assign(wire, owner, sets)
         if new or zones:
             own = self._owners[owner] = old
-            own.names, own.rev, own.zones, own.sig = tuple(new), tuple(rev), zones, sig
+            own.keys, own.split, own.zones, own.sig = (*new, *rev), len(new), zones, sig
         else:
             self._owners.pop(owner, None)
         touched = gone + list(new)
@@ -461,12 +474,13 @@ class AnswerTable:
         for zone in self.zones:
             if (old.zones | zones) >> zone.index & 1:
                 self._dirty_zones.add(zone)
-        if old.rev != rev:
+        old_rev = old.rev
+        if old_rev != rev:
             new_set = set(rev)
-            for key in old.rev:
+            for key in old_rev:
                 if key not in new_set:
                     self._unhold(key, owner)
-            old_set = set(old.rev)
+            old_set = set(old_rev)
             for key in rev:
                 if key not in old_set:
                     self._hold(key, owner)
