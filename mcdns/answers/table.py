@@ -48,6 +48,7 @@ from mcdns.answers.rdata import (
     T_TXT,
     name_wire,
 )
+from mcdns.answers.revindex import ReverseIndex, RevKey
 
 CLASS_IN = 1
 NEGATIVE_CACHE_MAX = 65536
@@ -68,7 +69,6 @@ LAZY_TYPES = (T_SRV,)  # types a hot name answers on demand (when its owner is l
 BUILT_OWNERS = 64  # owners whose lazy records are kept decoded (an LRU)
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 RRsets = dict[int, tuple[bytes, ...]]  # qtype -> rdata
-RevKey = int | bytes  # a reverse name as _rev_key gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +259,9 @@ class AnswerTable:
         self.owner_of = owner_of
         self.records_of = records_of
         self.tags_of = tags_of
-        # Lazy reverse names -> owners, keyed by _rev_key (the address as an int: half
-        # the memory of the name, and there is one per pod and ClusterIP).
-        self.reverse: dict[RevKey, Owner | _Holders] = {}
+        # Lazy reverse names -> owners, keyed by _rev_key (the address as an int), in a
+        # map made compact for IPv4: there is one per pod and ClusterIP.
+        self.reverse: ReverseIndex[Owner | _Holders] = ReverseIndex()
         self._owners: dict[Owner, _Own] = {}
         self._built: LRUCache[Owner, dict[bytes, RRsets]] = LRUCache(BUILT_OWNERS)
         self.slots = Slots()
