@@ -10,10 +10,15 @@ TEST_STAMP := $(VENV)/.installed-test
 TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz clean
 
+# Debian's python3 makes venvs only with python3-venv (ensurepip): installed when missing.
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "installing Debian packages: python3-venv"; \
+	  $(APT) update -q && $(APT) install -y -q --no-install-recommends python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e .
 	touch $@
