@@ -7,10 +7,15 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # command:debian-package pairs the tests (and benchmarks) run for real
-TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf
+TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf ps:procps
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+# Debian installs unbound, knotd and knotc in /usr/sbin, which a non-root user's PATH
+# lacks; the tests find tools with shutil.which, so every recipe (tests, bench, soak,
+# fuzz) runs with both sbin directories on PATH (appended when missing).
+path_words := $(subst :, ,$(PATH))
+export PATH := $(PATH)$(if $(filter /usr/sbin,$(path_words)),,:/usr/sbin)$(if $(filter /sbin,$(path_words)),,:/sbin)
 
 .PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz clean
 
@@ -33,11 +38,10 @@ run: $(STAMP)
 # Install the Debian tools that are missing (apt-get update only when something is).
 define apt_missing
 	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  $(APT) update -q && $(APT) install -y -q --no-install-recommends $$missing; \
 	fi
 endef
 
