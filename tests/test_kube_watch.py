@@ -284,6 +284,31 @@ def test_watch_that_ends_at_once_backs_off() -> None:
     run(go())
 
 
+def test_watch_that_ends_at_once_backs_off_more_each_time() -> None:
+    """A stream that connects then ends empty is no progress: the retry delay grows.
+
+    With a 10 ms base delay that never grew, a second would see about a hundred watch
+    requests; doubling from 10 ms (capped at 2 s), it sees fewer than ten.
+    """
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        api = demo_api()
+        api.end_watches_at_once = True
+        settings = replace(FAST, backoff_base=0.01, backoff_max=2.0)
+        async with running(api, settings=settings) as r:
+            await r.synced()
+            await r.until(lambda: restarts(r, "empty_stream") >= 1, what="empty stream")
+            before = len(api.seen("watch", "services"))
+            await asyncio.sleep(1.0)
+            watches = len(api.seen("watch", "services")) - before
+            assert 1 <= watches < 20, (watches, r.source.stats.restarts)
+            assert lists(r, "services") == 1
+
+    run(go())
+
+
 def test_namespace_filter() -> None:
     async def go() -> None:
         async with running(demo_api(), namespaces=("other",)) as r:

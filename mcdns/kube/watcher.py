@@ -172,9 +172,11 @@ class Watcher:
             async for events in watch_lines(self.api, path, query, s.connect_timeout,
                                             s.inactivity):
                 now = self._contact()
-                self._progress = True
                 for ev in events:
                     self._apply(ev, now)
+                    # progress is an event applied, not a connect (the empty first
+                    # batch) nor an ERROR (raised above): those do not reset the backoff
+                    self._progress = True
                 if events:
                     seen += len(events)
                     self.schedule_commit()
