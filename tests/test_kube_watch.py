@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+import aiohttp
 import pytest
 from kubeapi import (
     FakeKubeAPI,
@@ -20,6 +21,7 @@ from kubeapi import (
 )
 from kubeharness import Running, running
 
+from mcdns.kube.http import _reason
 from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
 
 
@@ -361,3 +363,12 @@ def test_cancel_closes_cleanly() -> None:
 
     run(go())
 
+
+
+def test_connect_timeout_is_a_connect_failure_not_a_quiet_stream() -> None:
+    """aiohttp's connect timeout is a TimeoutError too; the watcher must back off on it
+    ("connect"), not reopen at once as after an inactive stream ("timeout")."""
+    assert _reason(aiohttp.ConnectionTimeoutError("Connection timeout to host x")) == "connect"
+    assert _reason(aiohttp.SocketTimeoutError("Timeout on reading data")) == "timeout"
+    assert _reason(TimeoutError()) == "timeout"
+    assert _reason(ConnectionRefusedError()) == "connect"

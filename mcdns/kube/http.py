@@ -132,6 +132,10 @@ def _json_object(raw: bytes, what: str) -> Obj:
 
 
 def _reason(e: BaseException) -> str:
+    # aiohttp's connect timeout is a TimeoutError too, but it is a failure to connect
+    # (back off), not a quiet stream (reopen at once): test for it first
+    if isinstance(e, aiohttp.ConnectionTimeoutError):
+        return "connect"
     if isinstance(e, asyncio.TimeoutError):
         return "timeout"
     if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
