@@ -90,14 +90,60 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     assert {"DL3008", "DL3015"} <= codes
 
 
-def test_ignored_rules_are_justified() -> None:
-    """Every ``hadolint ignore`` has a comment of its own next to it saying why."""
-    lines = DOCKERFILE.read_text(encoding="utf-8").splitlines()
+# hadolint rules the Dockerfile may ignore (``# hadolint ignore=...``), each with the reason
+# why; none today. A rule goes here only together with its ignore line in the Dockerfile.
+JUSTIFIED_IGNORES: dict[str, str] = {}
+PRAGMA = re.compile(r"#\s*hadolint\s+(?:global\s+)?ignore\s*=\s*(\S+)")
+
+
+def check_ignores(dockerfile: Path, tmp_path: Path,
+                  justified: dict[str, str] = JUSTIFIED_IGNORES) -> None:
+    """Every ``hadolint ignore`` names only ``justified`` rules and has a comment of its
+    own next to it saying why; and with every pragma (and any config file) disabled,
+    hadolint finds nothing beyond those rules, so no ignore hides a finding."""
+    lines = dockerfile.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
-        if "hadolint ignore" in line:
-            near = lines[max(0, i - 3) : i] + lines[i + 1 : i + 4]
-            reasons = [n for n in near if n.startswith("#") and "hadolint" not in n]
-            assert reasons, f"line {i + 1}: ignored rule without a reason"
+        if not re.search(r"hadolint\s+(?:global\s+)?ignore", line, re.IGNORECASE):
+            continue
+        match = PRAGMA.search(line)
+        assert match, f"line {i + 1}: unreadable hadolint directive {line!r}"
+        rules = set(match.group(1).split(","))
+        assert rules <= set(justified), f"line {i + 1}: unjustified ignore {rules}"
+        near = lines[max(0, i - 3) : i] + lines[i + 1 : i + 4]
+        reasons = [n for n in near if n.startswith("#") and "hadolint" not in n]
+        assert reasons, f"line {i + 1}: ignored rule without a reason"
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("ignored: []\n")  # not a .hadolint.yaml found on the way
+    known = [arg for rule in justified for arg in ("--ignore", rule)]
+    done = subprocess.run(
+        [hadolint(), "--no-color", "--format", "json", "--config", str(config),
+         "--disable-ignore-pragma", *known, str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    findings = json.loads(done.stdout or "[]")
+    assert findings == [], findings
+    assert done.returncode == 0, done.stderr
+
+
+def test_ignored_rules_are_justified(tmp_path: Path) -> None:
+    check_ignores(DOCKERFILE, tmp_path)
+
+
+def test_an_unjustified_ignore_is_caught(tmp_path: Path) -> None:
+    """The check above can fail: on a pragma for a rule not in the justified list (even
+    with a reason written next to it), and on a finding hadolint makes with pragmas off."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:12\n# curl for the health check\n# hadolint ignore=DL3008\n"
+                   "RUN apt-get update && apt-get install -y --no-install-recommends curl \\\n"
+                   "    && rm -rf /var/lib/apt/lists/*\n")
+    with pytest.raises(AssertionError, match="unjustified ignore"):
+        check_ignores(bad, tmp_path)
+    check_ignores(bad, tmp_path, {"DL3008": "test"})  # once justified, it passes
+    bad.write_text(bad.read_text().replace("--no-install-recommends ", ""))
+    with pytest.raises(AssertionError, match="DL3015"):  # a finding of a rule not ignored
+        check_ignores(bad, tmp_path, {"DL3008": "test"})
 
 
 def test_multi_stage_build_then_slim_runtime() -> None:
