@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,7 @@ POD_MODES = ("insecure", "disabled")
 LOG_FORMATS = ("logfmt", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_CONFIG_BYTES = 1 << 20
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class ConfigError(ValueError):
@@ -224,6 +226,15 @@ def _bool(value: Any, key: str) -> bool:
     return value
 
 
+def _namespaces(values: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """Namespace names (RFC 1123 labels, as Kubernetes requires), duplicates dropped."""
+    for v in values:
+        if not DNS1123_LABEL.fullmatch(v):
+            raise ConfigError(key, f"{v!r} is not a namespace name (a lowercase RFC 1123 "
+                              "label: a-z, 0-9 and '-', at most 63 characters)")
+    return tuple(dict.fromkeys(values))
+
+
 def _networks(values: tuple[str, ...], key: str) -> tuple[str, ...]:
     for v in values:
         try:
@@ -308,7 +319,7 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ConfigError(key, f"{value!r} is not a path")
             return value
         case "namespaces":
-            return _str_list(value, key)
+            return _namespaces(_str_list(value, key), key)
         case "allow":
             return _networks(_str_list(value, key), key)
         case "query_log" | "metrics" | "udp_batch":

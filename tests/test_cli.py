@@ -16,7 +16,7 @@ import pytest
 from conftest import DEMO_STATE, ROOT, start_mcdns
 from knot import free_port
 
-from mcdns import __version__
+from mcdns import __version__, config
 
 MCDNS = [sys.executable, "-m", "mcdns"]
 
@@ -44,6 +44,8 @@ def test_check_config_accepts_the_examples() -> None:
     ("listen: ['127.0.0.1:99999']\n", "listen", "out of range"),
     ("colour: blue\n", "colour", "unknown key"),
     ("allow: ['not-a-net']\n", "allow", "is not an IP network"),
+    ("namespaces: ['']\n", "namespaces", "is not a namespace name"),
+    ("namespaces: [default, Shop]\n", "namespaces", "is not a namespace name"),
     ("- just\n- a list\n", "<file>", "must hold a mapping"),
     ("zone: [\n", "<file>", "not valid YAML"),
 ])
@@ -54,6 +56,11 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, problem: 
         r = run(*args)
         assert r.returncode == 2
         assert f"config key '{key}'" in r.stderr and problem in r.stderr, r.stderr
+
+
+def test_namespaces_are_deduplicated() -> None:
+    assert config.build({"namespaces": ["shop", "web", "shop"]}).namespaces == ("shop", "web")
+    assert config.build({"namespaces": "shop"}).namespaces == ("shop",)
 
 
 def test_bad_flag_value_names_the_key() -> None:

@@ -36,6 +36,10 @@ class Resource:
             return f"{root}/namespaces/{namespace}/{self.name}"
         return f"{root}/{self.name}"
 
+    def source_name(self, namespace: str | None = None) -> str:
+        """The store source name of its watcher: ``services``, ``services/shop``."""
+        return self.name if namespace is None else f"{self.name}/{namespace}"
+
     def group_path(self) -> str:
         return f"/apis/{self.group}" if self.group else "/api"
 

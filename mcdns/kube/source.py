@@ -44,7 +44,7 @@ async def load_client_config(cfg: Config) -> Any:
 
 def source_names(cfg: Config) -> tuple[str, ...]:
     """Store source names, one per watcher: pass them to ``Store(...)``."""
-    return tuple(f"{res.name}/{ns}" if ns else res.name for res, ns in _plan(cfg))
+    return tuple(res.source_name(ns) for res, ns in _plan(cfg))
 
 
 def _plan(cfg: Config) -> list[tuple[Resource, str | None]]:

@@ -41,7 +41,7 @@ class Watcher:
                  only_names: Iterable[str] = ()) -> None:
         self.res = res
         self.namespace = namespace
-        self.name = res.name if namespace is None else f"{res.name}/{namespace}"
+        self.name = res.source_name(namespace)
         self.store = store
         self.settings = settings
         self.stats = stats
