@@ -17,8 +17,8 @@ from conftest import Running, make_config, running
 from statebuild import Obj, endpoints, namespace, service, service_import, write
 
 from mcdns.config import MAX_CONFIG_BYTES, ConfigError, read_file
-from mcdns.kube.reduce import MAX_NAME, MAX_PORTS
-from mcdns.model import Kind
+from mcdns.kube.reduce import MAX_NAME, MAX_PORTS, ReduceError, reduce
+from mcdns.model import EndpointSlice, Kind, Service
 from mcdns.state.statefile import MAX_STATE_BYTES, StateError, read_objects, reduce_all
 
 WEB = "web.default.svc.cluster.local."
@@ -182,8 +182,28 @@ def test_absurd_object_is_skipped_alone_with_a_log_line(case: str,
         reduce_all(objs, strict=True)  # at start-up the same object is fatal, and named
 
 
+def dotted(length: int) -> str:
+    """A domain name of exactly ``length`` characters: labels of 63, the last shorter."""
+    name = ".".join(["x" * 63] * 5)[:length]
+    assert len(name) == length and not name.endswith(".")
+    return name
+
+
 def test_name_length_limit_is_dns_limit() -> None:
+    """A name's text may be as long as DNS allows (253 characters, 255 octets on the
+    wire): an ExternalName target or an EndpointSlice name of 253 is kept, 254 refused."""
     assert MAX_NAME == 253
+    longest, over = dotted(253), dotted(254)
+    ext = reduce(service("ext", external=longest))
+    assert isinstance(ext, Service) and ext.external_name == longest
+    ext = reduce(service("ext", external=longest + "."))  # the root's dot is not counted
+    assert isinstance(ext, Service) and ext.external_name == longest
+    with pytest.raises(ReduceError, match=r"spec\.externalName .* is not a domain name"):
+        reduce(service("ext", external=over))
+    eps = reduce(endpoints("web", name=longest, ready=["10.244.0.1"]))
+    assert isinstance(eps, EndpointSlice) and eps.name == longest
+    with pytest.raises(ReduceError, match=r"metadata\.name .* is not a valid name"):
+        reduce(endpoints("web", name=over, ready=["10.244.0.1"]))
 
 
 # ---- the running server: reload with every absurd object at once ---------------------------
