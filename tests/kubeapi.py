@@ -8,8 +8,8 @@ resourceVersion (ADDED/MODIFIED/DELETED/BOOKMARK, in-stream ERROR with a 410 Sta
 
 Tests drive faults through plain methods: ``apply``/``remove`` objects, ``compact``
 history, ``cut_watches`` mid-stream, ``fail`` with 500s, ``bookmark``, ``expire_watches``
-(in-stream 410), ``stop``/``start`` on the same port. Everything runs in the caller's
-event loop.
+(in-stream 410), ``stop``/``start`` on the same port, ``broken`` (discovery lists a
+resource that answers 404). Everything runs in the caller's event loop.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ class FakeKubeAPI:
         for g in crds:
             self.enable_group(g, import_versions if g == "multicluster.x-k8s.io" else None)
         self.end_watches_at_once = False  # a broken proxy: every watch ends empty
+        # plurals discovery lists but whose collections answer 404 (a CRD being deleted)
+        self.broken: set[str] = set()
         self.gone_in_stream = True  # too-old watch: 200 + ERROR event (else HTTP 410)
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.failing: int | None = None  # HTTP status every request gets while set
@@ -265,7 +267,8 @@ class FakeKubeAPI:
         if len(rest) == 3 and rest[0] == "namespaces":
             ns, rest = rest[1], rest[2:]
         res = BY_PLURAL.get(rest[0]) if len(rest) == 1 else None
-        if res is None or res.group != group or (ns is not None and not res.namespaced):
+        if (res is None or res.group != group or (ns is not None and not res.namespaced)
+                or res.plural in self.broken):
             return notfound
         return res, version, ns
 

@@ -227,6 +227,27 @@ def test_crd_absent_then_installed() -> None:
     run(go())
 
 
+def test_crd_listed_by_discovery_but_404_waits_between_checks() -> None:
+    """Discovery lists the resource yet its collection answers 404: treated as absent,
+    checked again every discovery interval, not listed again in a tight loop."""
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        api = demo_api()
+        api.broken.add("serviceimports")
+        async with running(api, settings=replace(FAST, discovery_interval=0.2)) as r:
+            await r.synced()  # absent is a complete (empty) list
+            assert r.store.imports == {}
+            await asyncio.sleep(1.0)
+            tries = [p for p, _ in api.requests if p.endswith("/serviceimports")]
+            assert 1 <= len(tries) < 20, len(tries)
+            api.broken.clear()
+            await r.until(lambda: ("default", "serve") in r.store.imports, what="imports")
+
+    run(go())
+
+
 def test_v1beta1_preferred_when_served() -> None:
     async def go() -> None:
         async with running(demo_api()) as r:

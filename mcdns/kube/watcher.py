@@ -76,7 +76,8 @@ class Watcher:
 
     async def list_and_watch(self) -> None:
         while True:
-            if self.version is None:
+            discovered = self.version is None
+            if discovered:
                 self.version = await self._discover()
                 if self.version is None:
                     self._absent()
@@ -95,8 +96,17 @@ class Watcher:
             except NotServed:
                 if not self.res.optional:
                     raise
-                log.info("watch %s: no longer served; checking discovery", self.name)
                 self.version = self.rv = None
+                if not discovered:
+                    log.info("watch %s: no longer served; checking discovery", self.name)
+                    continue
+                # discovery has just listed it, yet it answers 404 (a CRD being deleted,
+                # a stale discovery cache): absent until the next check, not a tight loop
+                log.warning("watch %s: listed by discovery but not served (404); "
+                            "checking again in %.0fs", self.name,
+                            self.settings.discovery_interval)
+                self._absent()
+                await asyncio.sleep(self.settings.discovery_interval)
             except KubeError as e:
                 if e.reason != "timeout" or self.rv is None:
                     raise
