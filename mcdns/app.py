@@ -177,8 +177,9 @@ class App:
         self.listeners.set_handle(self._handle_fn(), self._needs_peer())
         self.handler.reconfigure(new)
         self.compiler.reconfigure(new)
-        if self.forwarder is not None and hasattr(self.forwarder, "cfg"):
-            self.forwarder.cfg = new
+        reconfigure = getattr(self.forwarder, "reconfigure", None)
+        if reconfigure is not None:  # the Resolver: max_udp_size, upstream_timeout
+            reconfigure(new)
         log.info("config reloaded: changed %s", ", ".join(changed))
 
     async def _watch_config(self) -> None:

@@ -359,6 +359,40 @@ def test_edns_do_bit_is_part_of_the_cache_key(knot: Knot) -> None:
     run(go)
 
 
+def test_reloaded_max_udp_size_applies_to_cached_and_new_answers(knot: Knot) -> None:
+    res = resolver(knot.address, max_udp_size=4096)
+
+    async def ask_do(port: int, name: str) -> dns.message.Message:
+        q = dns.message.make_query(name, "A", want_dnssec=True, payload=4096)
+        return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=10)
+
+    async def go() -> None:
+        async with App(res.cfg, forwarder=res, sources=False) as app:
+            port = app.addresses[0].port
+            try:
+                big = await ask(port, f"many.{ZONE}", payload=4096)
+                assert not big.flags & dns.flags.TC and len(big.answer[0]) == MANY_COUNT
+                assert big.payload == 4096
+                assert (await ask(port, f"www.{ZONE}", payload=4096)).payload == 4096
+                app.apply_config(res.cfg.replace(max_udp_size=1232))
+                cached = await ask(port, f"many.{ZONE}", payload=4096)
+                assert cached.flags & dns.flags.TC and not cached.answer
+                assert cached.payload == 1232
+                small = await ask(port, f"www.{ZONE}", payload=4096)
+                assert small.answer and small.payload == 1232
+                assert (res.hits, res.misses) == (2, 2)
+                for _ in range(2):  # a new entry (miss), then the same one cached (hit)
+                    signed = await ask_do(port, f"many.{ZONE}")
+                    assert signed.flags & dns.flags.TC and signed.payload == 1232
+                assert (res.hits, res.misses) == (3, 3)
+                over_tcp = await ask(port, f"many.{ZONE}", tcp=True, payload=4096)
+                assert len(over_tcp.answer[0]) == MANY_COUNT
+            finally:
+                await res.close()
+
+    run(go)
+
+
 def test_no_upstream_but_itself_is_a_config_error(tmp_path: Any) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text("search svc.cluster.local\nnameserver 127.0.0.1\n")

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 
 import dnslib
-from cachetools import TLRUCache
+from cachetools import Cache, TLRUCache
 
 from mcdns.resolver import wire
 from mcdns.resolver.wire import U16, U32, WireError
@@ -124,6 +124,11 @@ class Entry:
         head = self._heads[edns][(query[2] & 0x01) | (query[3] & 0x10)]
         return query[:2] + head + query[12:qend] + tail
 
+    def set_payload(self, payload: int) -> None:
+        """Advertise ``payload`` (a reloaded ``max_udp_size``) in this reply's OPT record."""
+        self.opt = wire.opt_with_payload(self.opt, payload)
+        self._second = -1  # the EDNS tail holds the OPT record: render it again
+
     def _truncated(self, query: bytes, qend: int, payload: int) -> bytes:
         opt = self.opt if payload else b""
         return wire.short_reply(query, qend, self.rcode, opt, tc=True)
@@ -213,6 +218,11 @@ class AnswerCache(TLRUCache[bytes, Entry]):
         item = super().popitem()
         self.evictions += 1
         return item
+
+    def stored(self) -> list[Entry]:
+        """Every entry held (past its serve-stale window too), without touching the LRU
+        order as reading ``values()`` would."""
+        return [Cache.__getitem__(self, key) for key in list(Cache.__iter__(self))]
 
     def expire(self, time: float | None = None) -> list[tuple[bytes, Entry]]:
         expired = list(super().expire(time))

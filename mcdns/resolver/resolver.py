@@ -51,10 +51,7 @@ class Resolver:
         self.cache = AnswerCache(max(cfg.cache_size, 1), clock)
         self._max_udp = cfg.max_udp_size
         self._ttl_range = (cfg.cache_min_ttl, cfg.cache_max_ttl)
-        self._opts = (
-            wire.opt_record(cfg.max_udp_size, False),
-            wire.opt_record(cfg.max_udp_size, True),
-        )
+        self._opts = self._opt_records(cfg)
         self._inflight: dict[bytes, asyncio.Task[Entry | None]] = {}
         self.hits = 0
         self.misses = 0
@@ -62,6 +59,25 @@ class Resolver:
         self.coalesced = 0
         self.dropped = 0
         self.servfails = 0
+
+    @staticmethod
+    def _opt_records(cfg: Config) -> tuple[bytes, bytes]:
+        """[DO]: the OPT record of replies, advertising ``max_udp_size``."""
+        return (
+            wire.opt_record(cfg.max_udp_size, False),
+            wire.opt_record(cfg.max_udp_size, True),
+        )
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Take a reloaded config: a new ``max_udp_size`` applies to every reply from now
+        on, cached ones included (their OPT record is rewritten); ``upstream_timeout`` to
+        the next exchange. The other keys the resolver reads need a restart."""
+        self.cfg = cfg
+        if cfg.max_udp_size != self._max_udp:
+            self._max_udp = cfg.max_udp_size
+            self._opts = self._opt_records(cfg)
+            for entry in self.cache.stored():
+                entry.set_payload(cfg.max_udp_size)
 
     @property
     def entries(self) -> int:
@@ -109,7 +125,7 @@ class Resolver:
         else:
             self.coalesced += 1
         entry = await asyncio.shield(task)
-        max_udp = self.cfg.max_udp_size
+        max_udp = self._max_udp
         if entry is not None:
             return entry.render(query, qend, self._clock(), payload, tcp, max_udp)
         stale = self._stale(key)

@@ -68,6 +68,11 @@ def opt_record(payload: int, do: bool) -> bytes:
     return b"\x00" + RR_FIXED.pack(TYPE_OPT, payload, 0x8000 if do else 0, 0)
 
 
+def opt_with_payload(opt: bytes, payload: int) -> bytes:
+    """The OPT record ``opt`` (as ``opt_record`` makes them) advertising ``payload``."""
+    return opt[:3] + U16.pack(payload) + opt[5:]
+
+
 def client_edns(wire: bytes, qend: int) -> tuple[int, bool]:
     """Return (EDNS payload size or 0 without EDNS, DO bit) of a client query.
 
