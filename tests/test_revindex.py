@@ -44,7 +44,13 @@ def test_bulk_load_merges_and_stays_sorted() -> None:
         index[k] = f"v{k}"
         assert len(index._new) <= max(MERGE_MIN, len(index._keys) >> 3)
     assert all(index.get(k) == f"v{k}" for k in keys)
-    assert index.get(1) is None or 1 in keys
+    present = set(keys)
+    # keys next to present ones (the bisect lands beside them) and past the largest
+    absent = [k + d for k in keys[:500] for d in (-1, 1) if 0 <= k + d < 1 << 32]
+    absent += [min(keys) - 1, max(keys) + 1, (1 << 32) - 1]
+    absent = [k for k in absent if k not in present and 0 <= k < 1 << 32]
+    assert len(absent) > 900
+    assert [k for k in absent if index.get(k) is not None] == []
     sorted_part = list(index._keys)
     assert sorted_part == sorted(sorted_part)
     assert len(sorted_part) + len(index._new) == 10_000
