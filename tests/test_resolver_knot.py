@@ -28,6 +28,7 @@ from knot import MANY_COUNT, SOA_MINIMUM, WWW_TTL, ZONE, Knot, available
 from mcdns.app import App
 from mcdns.config import build
 from mcdns.resolver import Resolver
+from mcdns.resolver.upstream import PENALTY
 
 pytestmark = [
     pytest.mark.skipif(not available(), reason="knotd/knotc not installed"),
@@ -204,7 +205,9 @@ def test_upstream_stopped_stale_answers_and_fast_servfail() -> None:
                 gone = await ask(port, f"www.{ZONE}")
                 assert gone.rcode() == dns.rcode.SERVFAIL
                 own.start()
-                res.upstreams[0].failed_until = 0.0
+                assert res._all_failing()
+                clock.advance(PENALTY)  # the penalty runs on the resolver's (fake) clock
+                assert not res._all_failing()
                 back = await ask(port, f"www.{ZONE}")
                 assert first_ttl(back) == WWW_TTL
 

@@ -180,16 +180,16 @@ class Resolver:
 
     def _order(self) -> list[Upstream]:
         """Healthy upstreams in configured order, then the penalised ones."""
-        now = time.monotonic()
+        now = self._clock()
         healthy = [up for up in self.upstreams if up.failed_until <= now]
         return healthy + [up for up in self.upstreams if up.failed_until > now]
 
     def _all_failing(self) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         return all(up.failed_until > now for up in self.upstreams)
 
     def _penalise(self, up: Upstream) -> None:
-        up.failed_until = time.monotonic() + PENALTY
+        up.failed_until = self._clock() + PENALTY
 
     async def close(self) -> None:
         """Cancel forwarding in progress."""
