@@ -307,7 +307,8 @@ def test_watch_that_ends_at_once_backs_off() -> None:
     run(go())
 
 
-def test_watch_that_ends_at_once_backs_off_more_each_time() -> None:
+def test_watch_that_ends_at_once_backs_off_more_each_time(
+        caplog: pytest.LogCaptureFixture) -> None:
     """A stream that connects then ends empty is no progress: the retry delay grows.
 
     With a 10 ms base delay that never grew, a second would see about a hundred watch
@@ -328,6 +329,8 @@ def test_watch_that_ends_at_once_backs_off_more_each_time() -> None:
             watches = len(api.seen("watch", "services")) - before
             assert 1 <= watches < 20, (watches, r.source.stats.restarts)
             assert lists(r, "services") == 1
+        warned = [m for m in caplog.messages if "stream ended at once" in m]
+        assert warned and not any(m.count("watch services:") > 1 for m in warned), warned
 
     run(go())
 

@@ -194,16 +194,16 @@ class Watcher:
             self.schedule_commit()  # whatever was applied before a failure goes out too
         if not seen and time.monotonic() - opened < 1.0:
             # a stream that ends at once with nothing in it: do not spin, back off
-            raise KubeError("empty_stream", f"watch {self.name}: stream ended at once")
+            raise KubeError("empty_stream", "stream ended at once")
 
     def _apply(self, ev: Obj, now: float) -> None:
         etype = ev.get("type")
         obj = ev.get("object")
         if not isinstance(obj, dict):
-            raise KubeError("bad_event", f"watch {self.name}: event without object")
+            raise KubeError("bad_event", "event without object")
         if etype == "ERROR":
             code = obj.get("code")
-            message = f"watch {self.name}: {obj.get('reason')}: {obj.get('message')}"
+            message = f"{obj.get('reason')}: {obj.get('message')}"  # logged as "watch <name>: ..."
             if code == 410:
                 raise Gone(message)
             raise KubeError(f"error_{code}", message)
