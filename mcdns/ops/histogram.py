@@ -27,7 +27,3 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)

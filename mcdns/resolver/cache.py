@@ -207,12 +207,11 @@ def _repack_without_opt(reply: bytes) -> bytes:
 
 
 class AnswerCache(TLRUCache[bytes, Entry]):
-    """A TLRU cache of entries that counts its evictions and expirations."""
+    """A TLRU cache of entries that counts its evictions."""
 
     def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
         super().__init__(maxsize, ttu=_stale_until, timer=clock)
         self.evictions = 0
-        self.expirations = 0
 
     def popitem(self) -> tuple[bytes, Entry]:
         item = super().popitem()
@@ -223,11 +222,6 @@ class AnswerCache(TLRUCache[bytes, Entry]):
         """Every entry held (past its serve-stale window too), without touching the LRU
         order as reading ``values()`` would."""
         return [Cache.__getitem__(self, key) for key in list(Cache.__iter__(self))]
-
-    def expire(self, time: float | None = None) -> list[tuple[bytes, Entry]]:
-        expired = list(super().expire(time))
-        self.expirations += len(expired)
-        return expired
 
 
 def _stale_until(_key: bytes, entry: Entry, _now: float) -> float:

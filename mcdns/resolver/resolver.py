@@ -57,8 +57,6 @@ class Resolver:
         self.misses = 0
         self.stale_served = 0
         self.coalesced = 0
-        self.dropped = 0
-        self.servfails = 0
 
     @staticmethod
     def _opt_records(cfg: Config) -> tuple[bytes, bytes]:
@@ -117,7 +115,6 @@ class Resolver:
         task = self._inflight.get(key)
         if task is None:
             if len(self._inflight) >= MAX_INFLIGHT:
-                self.dropped += 1
                 return None
             task = asyncio.ensure_future(self._fetch(qkey, key, do))
             self._inflight[key] = task
@@ -132,7 +129,6 @@ class Resolver:
         if stale is not None:
             self.stale_served += 1
             return stale.render_stale(query, qend, payload, tcp, max_udp)
-        self.servfails += 1
         opt = self._opts[do] if payload else b""
         return wire.short_reply(query, qend, wire.RCODE_SERVFAIL, opt, tc=False)
 
