@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -240,3 +241,25 @@ def test_pipelined_client_that_reads_late_gets_every_answer(big_state: Path) -> 
             answers = [read_frame(s) for _ in range(1000)]
     assert [struct.unpack_from(">H", a)[0] for a in answers] == list(range(1000))
     assert len(dns.message.from_wire(answers[-1]).answer[0]) == len(BIG)
+
+
+def test_answer_larger_than_a_tcp_message_is_truncated_and_the_connection_lives(
+        tmp_path: Path) -> None:
+    """5,000 endpoints make an 80 KB A answer and a larger SRV one: more than a TCP
+    message's 16-bit length holds. The client gets TC (RFC 2181 §9), not a dropped
+    connection, and the same connection goes on answering."""
+    huge = [f"10.201.{i // 250}.{i % 250 + 1}" for i in range(5000)]
+    path = write(tmp_path / "huge.yaml", [
+        namespace("default"), service("serve", ip="10.96.0.1"),
+        endpoints("serve", ready=["10.244.0.1"]), service("huge"),
+        endpoints("huge", ready=huge)])
+    with running(make_config(state=str(path))) as srv:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as s:
+            for qtype in ("A", "SRV", "A"):  # the second A comes from the compiled entry
+                q = dns.message.make_query("huge.default.svc.cluster.local.", qtype)
+                s.sendall(frame(q.to_wire()))
+                reply = dns.message.from_wire(read_frame(s))
+                assert reply.id == q.id and reply.flags & dns.flags.TC and not reply.answer
+            s.sendall(frame(dns.message.make_query(NAME, "A").to_wire()))
+            reply = dns.message.from_wire(read_frame(s))
+    assert [rr.to_text() for rr in reply.answer[0]] == ["10.96.0.1"]

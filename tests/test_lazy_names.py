@@ -12,6 +12,7 @@ import ipaddress
 import urllib.request
 from collections.abc import Iterator
 
+import dns.flags
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -223,3 +224,22 @@ def test_endpoint_with_several_addresses_serves_each(
             msg = srv.query(name, "A")
             assert {line.split()[-1] for line in rrsets(msg.answer)} == want
         assert ptr(srv, "10.244.7.3") == (dns.rcode.NOERROR, {f"m-0.multi.default.{Z}"})
+
+
+def test_truncated_lazy_answer_is_encoded_once(tmp_path_factory: pytest.TempPathFactory
+                                               ) -> None:
+    """An SRV answer too large for UDP goes the full path (for TC) every time; it is still
+    encoded once and then taken from the memo."""
+    ips = [f"10.244.9.{i}" for i in range(1, 101)]
+    path = write(tmp_path_factory.mktemp("trunc") / "state.yaml", [
+        namespace("default"), service("many", ports=[("http", 80)]),
+        endpoints("many", ready=ips, ports=[("http", 80)])])
+    with running(make_config(state=str(path))) as srv:
+        table, calls = srv.app.compiler.table, []
+        encode = table.encode
+        srv.call(lambda: setattr(table, "encode", lambda *a: calls.append(a) or encode(*a)))
+        for _ in range(3):
+            msg = srv.query(f"many.default.{Z}", "SRV")
+            assert msg.flags & dns.flags.TC and not msg.answer
+        assert len(srv.query(f"many.default.{Z}", "SRV", tcp=True).answer[0]) == 100
+    assert len(calls) == 1

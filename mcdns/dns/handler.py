@@ -28,6 +28,7 @@ from mcdns.dns import wire as w
 log = logging.getLogger("mcdns.dns")
 
 CLASS_IN, CLASS_CH, CLASS_ANY = 1, 3, 255
+TCP_MAX = 65535  # a DNS message over TCP has a 16-bit length (RFC 1035 §4.2.2)
 T_A, T_AAAA, T_TXT, T_SRV, T_ANY, T_AXFR, T_IXFR = 1, 28, 16, 33, 255, 252, 251
 CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
@@ -57,6 +58,9 @@ class Handler:
         self.forwarder = forwarder
         self.ra = forwarder is not None
         self._ra4 = 4 if self.ra else 0  # the RA bit's part of an index into Entry.heads
+        self._entries = self.table.entries
+        self._negatives = self.table.negative_cache
+        self._slow_counted = False  # set by the slow path when it counted its own answer
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.stats: list[int] | None = None  # table.slots.counts when metrics are on
@@ -64,8 +68,6 @@ class Handler:
     def reconfigure(self, cfg: Config) -> None:
         """Take the settings the query path reads from a (reloaded) config."""
         self.cfg = cfg
-        self._entries = self.table.entries
-        self._negatives = self.table.negative_cache
         self._negatives.clear()
         self._outside_memo: dict[bytes, bool] = {}
         self.max_udp = cfg.max_udp_size
@@ -95,7 +97,7 @@ class Handler:
                         if fwd is not None and self._outside(name, key, wire, qend):
                             return self._forward(wire, key, tcp)
                         e = self._negative_entry(name, key, wire, qend)
-                if e is not None and (tcp or qend + e.tail <= 512):
+                if e is not None and qend + e.tail <= (TCP_MAX if tcp else 512):
                     st = self.stats
                     if st is not None:
                         st[e.slots[tcp]] += 1
@@ -118,20 +120,22 @@ class Handler:
                         e = self._negative_entry(name, key, wire, qend)
                 if e is not None:
                     size = qend + e.tail + 11
-                    if size <= 512 or tcp or size <= min(
-                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp):
+                    if size <= 512 or (size <= TCP_MAX if tcp else size <= min(
+                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)):
                         st = self.stats
                         if st is not None:
                             st[e.slots[tcp]] += 1
                         return (wire[:2] + e.heads_edns[(wire[2] & 1)
                                                         | ((wire[3] & 0x10) >> 3) | self._ra4]
                                 + question + e.body + self._opt[wire[qend + 11] >> 7])
+        self._slow_counted = False
         try:
             resp = self._slow(wire, peer, tcp)
         except Exception:
             log.exception("error answering a query; SERVFAIL")
             resp = w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
-        if self.stats is not None and type(resp) is bytes:
+            self._slow_counted = False
+        if self.stats is not None and type(resp) is bytes and not self._slow_counted:
             self.count(resp, tcp)
         return resp
 
@@ -156,6 +160,7 @@ class Handler:
         if self.stats is None:
             return resp
         qtype = (qkey[-4] << 8) | qkey[-3]
+        self._slow_counted = True  # here, or by _counted() once the answer comes
         if type(resp) is bytes:
             self._count_other(qtype, resp[3] & 0x0F, tcp)
             return resp
@@ -224,7 +229,7 @@ class Handler:
                         return e
                 return None  # may be built on demand (endpoint SRV, ANY)
             return zone.negative_entry(w.RCODE_NOERROR, qtype)
-        if self.forwarder is not None and zone.name.endswith("arpa"):
+        if self.forwarder is not None and zone.reverse:
             return None
         return zone.negative_entry(w.RCODE_NXDOMAIN, qtype)
 
@@ -250,7 +255,8 @@ class Handler:
         if q.qtype in (T_AXFR, T_IXFR):
             return self._refused(q, tcp)
         key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
-        entry = self.table.entries.get(key) or self.table.aliases.get(q.name)
+        entry = (self.table.entries.get(key) or self.table.aliases.get(q.name)
+                 or self._negatives.get(key))  # memoised: lazy, and negative answers
         exists = q.name in self.table.names or q.name in self.table.ents
         if entry is None and (not exists or q.qtype in LAZY_TYPES):
             found, entry = self.table.lazy_entry(q.name, q.qtype)
@@ -267,7 +273,7 @@ class Handler:
                 return pod
         if not exists and not self.store.synced:
             return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
-        if (not exists and self.forwarder is not None and zone.name.endswith("arpa")):
+        if not exists and self.forwarder is not None and zone.reverse:
             return self._forward(wire, q.key, tcp)
         return self._negative(q, tcp, zone, w.RCODE_NOERROR if exists else w.RCODE_NXDOMAIN)
 
@@ -296,6 +302,11 @@ class Handler:
             minimal = e.minimal()
             if minimal is not None and minimal.size(len(q.name)) <= limit:
                 e = minimal
+        if self.stats is not None:  # with the entry's zone and decision tag, the query's type
+            slots = self.table.slots
+            zi, _, rcode, tag, _ = slots.labels[e.slots[tcp]]
+            self.stats[slots.slot(zi, q.qtype, rcode, tag, tcp)] += 1
+            self._slow_counted = True
         return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
 
     def _negative(self, q: w.Query, tcp: bool, zone: Zone, rcode: int) -> bytes:

@@ -43,10 +43,6 @@ class Query:
     error: int  # 0, or the rcode the query earns (FORMERR, NOTIMP, BADVERS)
 
     @property
-    def question(self) -> bytes:
-        return self.wire[12:self.qend]
-
-    @property
     def key(self) -> bytes:
         """The answer table key: lower-case name, type and class."""
         return self.name + self.wire[self.qend - 4:self.qend]
