@@ -8,6 +8,8 @@ while a forwarded answer waits, and a datagram longer than a receive slot.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import socket
 import time
 
@@ -123,3 +125,26 @@ def test_udp_batch_setting_picks_the_listener(batch: bool) -> None:
         assert sorted(got) == list(range(150))
         for i, msg in got.items():
             assert rrsets(msg.answer) == {f"{want[i]} 5 in a {NAMES[want[i]]}"}
+
+
+def test_an_answer_the_kernel_refuses_costs_only_that_answer() -> None:
+    # sendmmsg fails on one message (EINVAL, as for a spoofed source port 0): that answer
+    # is dropped and the rest of its batch still goes out.
+    n = 40
+    with running(make_config(state=str(DEMO_STATE))) as srv:
+        batched = srv.app.listeners.batched[0]
+        real, failed = batched._send, []
+
+        def send_refusing_once(fd: int, msgs: object, count: int, flags: int) -> int:
+            if not failed:
+                failed.append(count)
+                ctypes.set_errno(errno.EINVAL)
+                return -1
+            return int(real(fd, msgs, count, flags))
+
+        srv.call(lambda: setattr(batched, "_send", send_refusing_once))
+        srv.loop.call_soon_threadsafe(time.sleep, 0.3)  # the queries queue up: one batch
+        wires, _ = _queries(n)
+        got = _burst("127.0.0.1", srv.port, socket.AF_INET, wires, wait=2.0)
+    assert failed and failed[0] > 1, "the failure hit a batch of several answers"
+    assert len(got) == n - 1

@@ -41,6 +41,7 @@ PEER_MEMO = 4096  # client IP strings remembered
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+_FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)  # the socket, not one answer
 _clock = time.perf_counter
 
 
@@ -216,8 +217,15 @@ class BatchedUDP:
                 err = ctypes.get_errno()
                 if sent < 0 and err == errno.EINTR:
                     continue
-                # A full send buffer (or an unreachable client) loses the rest of the
-                # batch, as a busy UDP socket would; the clients retry.
+                if sent < 0 and err not in _FULL:
+                    # This one answer cannot go (say EINVAL: a spoofed source port 0, or
+                    # an unreachable client): drop it, send the others.
+                    log.debug("sendmmsg: answer %d of %d not sent (%s)", done + 1, m,
+                              errno.errorcode.get(err, "?"))
+                    done += 1
+                    continue
+                # A full send buffer loses the rest of the batch, as a busy UDP socket
+                # would; the clients retry.
                 log.debug("sendmmsg: %d of %d answers not sent (%s)", m - done, m,
                           errno.errorcode.get(err, "?"))
                 return
