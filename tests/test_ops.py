@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import dns.asyncquery
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rrset
 import pytest
 from conftest import DEMO_STATE, start_mcdns
 from knot import free_port
@@ -317,3 +319,70 @@ def test_resolver_metrics_move() -> None:
 
     with Knot() as knot:
         asyncio.run(asyncio.wait_for(go(knot), 30))
+
+
+class SlowUpstream(asyncio.DatagramProtocol):
+    """An upstream answering every query with one A record (TTL 60) after ``DELAY``
+    seconds, or not at all once ``on`` is False."""
+
+    DELAY = 0.5
+
+    def __init__(self) -> None:
+        self.on = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.on:
+            return
+        query = dns.message.from_wire(data)
+        reply = dns.message.make_response(query)
+        reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A",
+                                                "192.0.2.7"))
+        asyncio.get_running_loop().call_later(self.DELAY, self.transport.sendto,
+                                              reply.to_wire(), addr)
+
+
+def test_resolver_stale_and_coalesced_metrics_move() -> None:
+    """Every forwarded lookup is a cache hit, miss or stale hit; stale answers served and
+    coalesced misses are counted as well."""
+    from mcdns.resolver import Resolver
+
+    now = [1000.0]  # the resolver's clock: expiry without sleeping for a TTL
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        transport, upstream = await loop.create_datagram_endpoint(
+            SlowUpstream, local_addr=("127.0.0.1", 0))
+        try:
+            cfg = config.build({
+                "listen": ["127.0.0.1:0"], "http": "127.0.0.1:0", "role": "resolver",
+                "upstreams": [f"127.0.0.1:{transport.get_extra_info('sockname')[1]}"],
+                "upstream_timeout": 0.6})
+            res = Resolver(cfg, clock=lambda: now[0])
+            async with App(cfg, forwarder=res, sources=False) as app, \
+                    aiohttp.ClientSession() as session:
+                p = Probe(app, session)
+                name = "slow.example."
+                together = await asyncio.gather(*(p.ask(name) for _ in range(5)))
+                assert together == [["192.0.2.7"]] * 5  # 5 misses, 4 of them coalesced
+                assert await p.ask(name) == ["192.0.2.7"]  # a hit
+                upstream.on = False
+                now[0] += 61
+                assert await p.ask(name) == ["192.0.2.7"]  # a miss, the upstream fails: stale
+                assert await p.ask(name) == ["192.0.2.7"]  # upstream known down: a stale hit
+                metrics = await p.metrics()
+                await res.close()
+            assert m(metrics, "mcdns_cache_coalesced_total") == 4
+            assert m(metrics, "mcdns_cache_stale_served_total") == 2
+            hits, misses, stale_hits = (m(metrics, f"mcdns_cache_{k}_total")
+                                        for k in ("hits", "misses", "stale_hits"))
+            assert (hits, misses, stale_hits) == (1, 6, 1)
+            lookups = sum(v for (metric, labels), v in metrics.items()
+                          if metric == "mcdns_dns_requests_total" and ("zone", "other") in labels)
+            assert lookups == 8 == hits + misses + stale_hits
+        finally:
+            transport.close()
+
+    asyncio.run(asyncio.wait_for(go(), 30))

@@ -147,6 +147,16 @@ class MetricsCollector(Collector):
         misses = getattr(fwd, "misses", 0)
         yield CounterMetricFamily("mcdns_cache_hits", "Forwarding cache hits", value=hits)
         yield CounterMetricFamily("mcdns_cache_misses", "Forwarding cache misses", value=misses)
+        yield CounterMetricFamily(
+            "mcdns_cache_stale_hits", "Forwarding cache lookups answered with an expired "
+            "entry at once, every upstream failing (hits + misses + stale hits = lookups)",
+            value=getattr(fwd, "stale_hits", 0))
+        yield CounterMetricFamily(
+            "mcdns_cache_stale_served", "Stale answers served (RFC 8767): stale hits, and "
+            "misses whose upstreams all failed", value=getattr(fwd, "stale_served", 0))
+        yield CounterMetricFamily(
+            "mcdns_cache_coalesced", "Forwarding cache misses that joined an identical "
+            "upstream query in flight", value=getattr(fwd, "coalesced", 0))
         yield GaugeMetricFamily("mcdns_cache_entries", "Entries in the forwarding cache",
                                 value=getattr(fwd, "entries", 0))
         yield CounterMetricFamily("mcdns_cache_evictions", "Forwarding cache evictions",

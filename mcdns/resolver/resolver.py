@@ -38,7 +38,13 @@ _OK_RCODES = (wire.RCODE_NOERROR, wire.RCODE_NXDOMAIN)
 
 
 class Resolver:
-    """Forwarding cache for the resolver role. Counters are plain attributes."""
+    """Forwarding cache for the resolver role. Counters are plain attributes.
+
+    Every cache lookup counts once: ``hits`` (a fresh entry), ``stale_hits`` (an expired
+    entry served at once because every upstream is failing) or ``misses`` (forwarded).
+    ``stale_served`` counts every stale answer, those served after a miss whose upstreams
+    all failed included; ``coalesced`` the misses that joined an exchange in flight.
+    """
 
     def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
@@ -54,6 +60,7 @@ class Resolver:
         self._opts = self._opt_records(cfg)
         self._inflight: dict[bytes, asyncio.Task[Entry | None]] = {}
         self.hits = 0
+        self.stale_hits = 0
         self.misses = 0
         self.stale_served = 0
         self.coalesced = 0
@@ -104,6 +111,7 @@ class Resolver:
                 self.hits += 1
                 return entry.render(wire_q, qend, now, payload, tcp, self._max_udp)
             if self._all_failing():  # RFC 8767 failure recheck: do not wait on dead upstreams
+                self.stale_hits += 1
                 self.stale_served += 1
                 return entry.render_stale(wire_q, qend, payload, tcp, self._max_udp)
         self.misses += 1
