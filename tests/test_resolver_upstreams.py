@@ -66,7 +66,7 @@ def test_default_allow_list_is_loopback_and_listen_networks() -> None:
 def test_duration_histogram_buckets() -> None:
     stats = UpstreamStats()
     for seconds in (0.0005, 0.003, 0.003, 9.0):
-        stats.observe(seconds)
-    assert stats.duration_buckets[0] == 1 and stats.duration_buckets[2] == 2
-    assert stats.duration_buckets[-1] == 1
-    assert round(stats.duration_sum, 4) == 9.0065
+        stats.duration.observe(seconds)
+    assert stats.duration.counts[0] == 1 and stats.duration.counts[2] == 2
+    assert stats.duration.counts[-1] == 1
+    assert round(stats.duration.sum, 4) == 9.0065

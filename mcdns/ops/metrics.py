@@ -25,7 +25,6 @@ from mcdns import __version__
 from mcdns.answers.health import IMPORT, LOCAL
 from mcdns.answers.table import TAG_DEGRADED, TAG_IMPORT, TAG_LOCAL
 from mcdns.ops.histogram import Histogram
-from mcdns.resolver.upstream import DURATION_BUCKETS
 
 if TYPE_CHECKING:
     from mcdns.app import App
@@ -35,12 +34,18 @@ TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 DECISIONS = {TAG_LOCAL: "local", TAG_IMPORT: "import", TAG_DEGRADED: "degraded"}
 
-def histogram_family(h: Histogram, name: str, doc: str) -> HistogramMetricFamily:
-    cumulative, total = [], 0
+def cumulative_buckets(h: Histogram) -> list[tuple[str, float]]:
+    """``h``'s counts as Prometheus buckets: (upper bound, count up to it), +Inf last."""
+    cumulative: list[tuple[str, float]] = []
+    total = 0
     for bound, n in zip((*h.bounds, float("inf")), h.counts, strict=True):
         total += n
         cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
-    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=h.sum)
+    return cumulative
+
+
+def histogram_family(h: Histogram, name: str, doc: str) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=cumulative_buckets(h), sum_value=h.sum)
 
 
 class MetricsCollector(Collector):
@@ -175,12 +180,8 @@ class MetricsCollector(Collector):
         fam = HistogramMetricFamily("mcdns_upstream_duration_seconds",
                                     "Upstream answer time", labels=["upstream"])
         for up in durations:
-            total, buckets = 0, []
-            for bound, n in zip((*DURATION_BUCKETS, float("inf")), up.stats.duration_buckets,
-                                strict=True):
-                total += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
-            fam.add_metric([up.name], buckets, up.stats.duration_sum)
+            h = up.stats.duration
+            fam.add_metric([up.name], cumulative_buckets(h), h.sum)
         yield fam
 
 

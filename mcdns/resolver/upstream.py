@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcdns.config import Config, HostPort
+from mcdns.ops.histogram import Histogram
 from mcdns.resolver import wire
 from mcdns.resolver.netinfo import local_addresses
 
@@ -46,17 +47,8 @@ class UpstreamStats:
     tcp_retries: int = 0
     ignored: int = 0
     """Datagrams ignored because their ID or question did not match."""
-    duration_sum: float = 0.0
-    duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
-    """Non-cumulative counts per ``DURATION_BUCKETS`` bound; the last one is +Inf."""
-
-    def observe(self, seconds: float) -> None:
-        self.duration_sum += seconds
-        for i, bound in enumerate(DURATION_BUCKETS):
-            if seconds <= bound:
-                self.duration_buckets[i] += 1
-                return
-        self.duration_buckets[-1] += 1
+    duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    """Seconds per exchange, failed ones included."""
 
 
 @dataclass
@@ -137,7 +129,7 @@ async def exchange(up: Upstream, qkey: bytes, do: bool, timeout: float) -> bytes
         up.stats.errors += 1
         raise UpstreamError(f"{up.name}: {e}") from None
     finally:
-        up.stats.observe(time.monotonic() - started)
+        up.stats.duration.observe(time.monotonic() - started)
     return reply
 
 
