@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from mcdns import __version__
@@ -150,13 +150,20 @@ def _loop(cfg: Config, flags: dict[str, Any] | None, children: list[int]) -> int
     from mcdns.app import serve
 
     try:
-        import uvloop
-
-        return uvloop.run(serve(cfg, flags, children))
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.run(serve(cfg, flags, children))
+        return _run(serve(cfg, flags, children))
     except KeyboardInterrupt:  # pragma: no cover
         return 0
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` under uvloop, or asyncio when uvloop cannot be imported. Only the
+    import is guarded: an ImportError while serving is an error, not a reason to serve
+    again under asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
