@@ -10,7 +10,6 @@ zero when knotd restarts, so tests compare counts between two points of one run.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -83,10 +82,6 @@ def free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free port")
-
-
-def available() -> bool:
-    return shutil.which("knotd") is not None and shutil.which("knotc") is not None
 
 
 class Knot:

@@ -24,7 +24,7 @@ import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
-from conftest import DEMO_STATE, start_mcdns
+from conftest import DEMO_STATE, needs, start_mcdns
 from knot import free_port
 from kubeapi import FakeKubeAPI, endpointslice, namespace, service, serviceimport
 from prometheus_client.parser import text_string_to_metric_families
@@ -317,6 +317,8 @@ def test_resolver_metrics_move() -> None:
             assert m(metrics, "mcdns_dns_requests_total", zone="other", proto="udp",
                      type="A") >= 3
 
+    needs("knotd")
+    needs("knotc")
     with Knot() as knot:
         asyncio.run(asyncio.wait_for(go(knot), 30))
 

@@ -13,18 +13,17 @@ from collections.abc import Iterator
 import dns.rcode
 import pytest
 from conftest import DEMO_STATE, Running, make_config, needs, running
-from knot import WWW_TTL, ZONE, Knot, available
+from knot import WWW_TTL, ZONE, Knot
 
 from mcdns.resolver import Resolver
 
-pytestmark = [
-    pytest.mark.skipif(not available(), reason="knotd/knotc not installed"),
-    pytest.mark.timeout(60),
-]
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def knot() -> Iterator[Knot]:
+    needs("knotd")
+    needs("knotc")
     with Knot() as k:
         yield k
 
