@@ -229,17 +229,62 @@ def test_endpoint_with_several_addresses_serves_each(
 def test_truncated_lazy_answer_is_encoded_once(tmp_path_factory: pytest.TempPathFactory
                                                ) -> None:
     """An SRV answer too large for UDP goes the full path (for TC) every time; it is still
-    encoded once and then taken from the memo."""
+    built once (one lazy_entry) and then taken from the memo."""
     ips = [f"10.244.9.{i}" for i in range(1, 101)]
     path = write(tmp_path_factory.mktemp("trunc") / "state.yaml", [
         namespace("default"), service("many", ports=[("http", 80)]),
         endpoints("many", ready=ips, ports=[("http", 80)])])
     with running(make_config(state=str(path))) as srv:
         table, calls = srv.app.compiler.table, []
-        encode = table.encode
-        srv.call(lambda: setattr(table, "encode", lambda *a: calls.append(a) or encode(*a)))
+        build = table.lazy_entry
+        srv.call(lambda: setattr(table, "lazy_entry", lambda *a: calls.append(a) or build(*a)))
         for _ in range(3):
             msg = srv.query(f"many.default.{Z}", "SRV")
             assert msg.flags & dns.flags.TC and not msg.answer
         assert len(srv.query(f"many.default.{Z}", "SRV", tcp=True).answer[0]) == 100
     assert len(calls) == 1
+
+
+def test_cname_to_a_lazy_name_carries_and_follows_its_addresses(srv: Running) -> None:
+    """An ExternalName pointing at an endpoint name (not kept compiled) answers the CNAME
+    and the target's address, as CoreDNS does, and follows the target when it moves."""
+    alias = f"alias.default.{Z}"
+    apply(srv, service("alias", external=f"db-0.db.default.{Z}"))
+    msg = srv.query(alias, "A")
+    assert rrsets(msg.answer) == {f"{alias} 5 in cname db-0.db.default.{Z}",
+                                  f"db-0.db.default.{Z} 5 in a 10.244.1.1"}
+    apply(srv, endpoints("db", ready=["10.244.1.7", "10.244.1.2"], ports=[("pg", 5432)],
+                         hostnames={"10.244.1.7": "db-0"}))
+    msg = srv.query(alias, "A")
+    assert rrsets(msg.answer) == {f"{alias} 5 in cname db-0.db.default.{Z}",
+                                  f"db-0.db.default.{Z} 5 in a 10.244.1.7"}
+
+
+def test_endpoint_srv_is_a_lazy_record_like_the_others(srv: Running) -> None:
+    name = f"db-0.db.default.{Z}"
+    for _ in range(2):
+        msg = srv.query(name, "SRV")
+        assert rrsets(msg.answer) == {f"{name} 5 in srv 0 100 5432 {name}"}
+        assert rrsets(msg.additional) == {f"{name} 5 in a 10.244.1.1"}
+    # memoised with the other lazy answers: the hot path answers the second ask
+    key = name_wire(name) + b"\x00\x21\x00\x01"
+    assert key in srv.app.compiler.table.negative_cache
+
+
+def test_a_new_namespace_moves_the_serial(srv: Running) -> None:
+    serial = srv.query("cluster.local.", "SOA").answer[0][0].serial
+    assert srv.query(f"ns1.{Z}", "A").rcode() == dns.rcode.NXDOMAIN
+    apply(srv, namespace("ns1"))
+    assert srv.query(f"ns1.{Z}", "A").rcode() == dns.rcode.NOERROR
+    assert srv.query("cluster.local.", "SOA").answer[0][0].serial > serial
+
+
+def test_a_change_that_touches_no_answer_keeps_the_memo(srv: Running) -> None:
+    """A slice of a Service that does not exist compiles to nothing: the memo of lazy
+    and negative answers survives it."""
+    assert ptr(srv, "10.244.1.1")[0] == dns.rcode.NOERROR
+    memo = srv.app.compiler.table.negative_cache
+    before = len(memo)
+    assert before > 0
+    apply(srv, endpoints("ghost", ready=["10.244.3.3"]))
+    assert len(memo) == before

@@ -13,14 +13,13 @@ import time
 
 from mcdns.answers import rdata, records
 from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
-from mcdns.answers.rdata import T_SRV, T_TXT
+from mcdns.answers.rdata import T_TXT
 from mcdns.answers.table import (
     TAG_DEGRADED,
     TAG_IMPORT,
     TAG_LOCAL,
     TAG_NONE,
     AnswerTable,
-    Entry,
 )
 from mcdns.config import Config
 from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
@@ -92,28 +91,18 @@ class Compiler:
                     rs.address(f"ns.dns.{zone}.", str(ip), ptr=False)
         self.table.set_owner("static:ns", rs.finish())
 
-    def endpoint_srv(self, wire: bytes) -> Entry | None:
-        """SRV at ``<endpoint>.<svc>.<ns>.svc.<zone>``, built when asked: endpoint names
-        are many and their SRV records rarely queried, so they are not kept compiled."""
-        labels = rdata.name_text(wire).rstrip(".").split(".")
-        zone = self.cfg.zone.split(".")
-        if len(labels) != len(zone) + 4 or labels[len(labels) - len(zone):] != zone:
-            return None
-        label, svc, ns, kind = labels[:4]
-        d = self.decisions.get((ns, svc))
-        if kind != "svc" or d is None or d.service is None:
-            return None
-        rds = records.endpoint_srv(label, list(d.slices), rdata.name_text(wire))
-        return self.table.encode(wire, T_SRV, {T_SRV: tuple(rds)}) if rds else None
+    def service_of(self, name: str) -> Key | None:
+        """(namespace, service) of a name ``...<svc>.<ns>.svc.<zone>`` in either zone."""
+        labels = name.lower().rstrip(".").split(".")
+        return (records.service_key(labels, self.cfg.zone)
+                or records.service_key(labels, self.cfg.clusterset_zone))
 
     def _owner_of(self, wire: bytes) -> Key | None:
         """The service owning a name below ``<svc>.<ns>.svc.<zone>`` (either zone).
 
         A service's table owner is its key, (namespace, name): the decision's own tuple,
         so owning costs no object (the static owners are strings)."""
-        labels = rdata.name_text(wire).rstrip(".").split(".")
-        key = (records.service_key(labels, self.cfg.zone)
-               or records.service_key(labels, self.cfg.clusterset_zone))
+        key = self.service_of(rdata.name_text(wire))
         return key if key is not None and key in self.decisions else None
 
     def _records_of(self, owner: object) -> records.Records:
@@ -121,7 +110,7 @@ class Compiler:
         if not isinstance(owner, tuple) or len(owner) != 2:
             return {}
         d = self.decisions.get(owner)
-        return records.build(d, self.zones, list(d.slices)) if d is not None else {}
+        return records.build(d, self.zones) if d is not None else {}
 
     def _tags_of(self, owner: object) -> dict[str, int]:
         """A service's metrics tags as last compiled: its cluster name counts as its
@@ -163,7 +152,7 @@ class Compiler:
         self.decisions[key] = d
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
         hot = (base, f"{name}.{ns}.svc.{self.cfg.clusterset_zone}.")
-        self.table.set_owner(key, records.build(d, self.zones, list(d.slices)),
+        self.table.set_owner(key, records.build(d, self.zones),
                              self._tags_of(key), hot=hot)
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
             log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),

@@ -10,14 +10,12 @@ import time
 
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.health import Decision
-from mcdns.answers.records import import_ips, service_key
+from mcdns.answers.records import import_ips
 
 
 def explain(compiler: Compiler, qname: str) -> list[str]:
     """TXT strings explaining the answer for ``qname`` (any name in a served zone)."""
-    cfg = compiler.cfg
-    labels = qname.lower().rstrip(".").split(".")
-    key = service_key(labels, cfg.zone) or service_key(labels, cfg.clusterset_zone)
+    key = compiler.service_of(qname)
     out = [f"name={qname.rstrip('.')}."]
     if key is None:
         out.append("kind=not a service name (zone apex, namespace, pod or other record)")

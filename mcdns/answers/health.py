@@ -61,10 +61,6 @@ class Decision:
     local_ready: int = 0
     remote: Remote = NO_REMOTE
 
-    @property
-    def healthy(self) -> bool:
-        return self.service is not None and self.local_ready >= self.min_ready
-
 
 def ready_count(slices: tuple[EndpointSlice, ...] | list[EndpointSlice]) -> int:
     return sum(1 for s in slices for e in s.endpoints if e.ready)
@@ -72,12 +68,12 @@ def ready_count(slices: tuple[EndpointSlice, ...] | list[EndpointSlice]) -> int:
 
 def remote_of(store: Store, ns: str, name: str) -> Remote:
     """Remote endpoints of import ns/name: MCS slices plus Karmada's derived- slices."""
-    slices = [s for s in store.mcs_slices_of(ns, name)]
+    slices = list(store.mcs_slices_of(ns, name))
     slices += [s for s in store.slices_of(ns, DERIVED_PREFIX + name) if s not in slices]
     by_cluster: dict[str, int] = {}
     for s in slices:
         cluster = s.cluster or "unknown"
-        by_cluster[cluster] = by_cluster.get(cluster, 0) + sum(1 for e in s.endpoints if e.ready)
+        by_cluster[cluster] = by_cluster.get(cluster, 0) + ready_count((s,))
     return Remote(tuple(slices), tuple(sorted(by_cluster.items())))
 
 

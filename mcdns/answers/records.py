@@ -88,19 +88,22 @@ def _ready(slices: tuple[EndpointSlice, ...] | list[EndpointSlice]
             for e in s.endpoints if e.ready for ip in e.addresses]
 
 
-def build(d: Decision, zones: Zones, all_local_slices: list[EndpointSlice]) -> Records:
+def build(d: Decision, zones: Zones) -> Records:
     """All records of service ``d.namespace/d.name`` in both zones."""
     rs = RecordSet()
     base = f"{d.name}.{d.namespace}.svc.{zones.cluster}.".lower()
     svc = d.service
     # Endpoint names of the local Service exist whatever the decision (CoreDNS serves
-    # <ep>.<svc>.<ns>.svc for every Service with ready endpoints).
+    # <ep>.<svc>.<ns>.svc for every Service with ready endpoints), with an SRV record
+    # per port pointing to the name itself, as CoreDNS answers them.
     if svc is not None and svc.type != "ExternalName":
-        # (SRV at endpoint names is answered on demand: see endpoint_srv.)
-        for _s, ep, ip in _ready(all_local_slices):
-            rs.address(f"{endpoint_label(ep, ip)}.{base}", ip)
+        for s, ep, ip in _ready(d.slices):
+            name = f"{endpoint_label(ep, ip)}.{base}"
+            rs.address(name, ip)
+            for p in s.ports:
+                rs.srv(name, p.port, name)
     if d.choice == LOCAL and svc is not None:
-        _local(rs, d, base, all_local_slices)
+        _local(rs, d, base, d.slices)
     elif d.choice == IMPORT:
         _import_cluster_zone(rs, d, base, zones)
     if d.imp is not None:
@@ -108,7 +111,8 @@ def build(d: Decision, zones: Zones, all_local_slices: list[EndpointSlice]) -> R
     return rs.finish()
 
 
-def _local(rs: RecordSet, d: Decision, base: str, slices: list[EndpointSlice]) -> None:
+def _local(rs: RecordSet, d: Decision, base: str,
+           slices: tuple[EndpointSlice, ...]) -> None:
     svc = d.service
     assert svc is not None
     if svc.type == "ExternalName":
@@ -183,13 +187,3 @@ def _clusterset(rs: RecordSet, d: Decision, zones: Zones) -> None:
             if p.name:
                 rs.srv(f"_{p.name.lower()}.{_proto(p)}.{cbase}", p.port, target)
 
-
-def endpoint_srv(label: str, slices: list[EndpointSlice], target: str) -> list[bytes]:
-    """SRV records at an endpoint name ``<label>.<svc>.<ns>.svc.<zone>``, as CoreDNS
-    answers them: one per ready address with that name and port, pointing to itself."""
-    rs = RecordSet()
-    for s, ep, ip in _ready(slices):
-        if endpoint_label(ep, ip) == label:
-            for p in s.ports:
-                rs.srv(target, p.port, target)
-    return rs.finish().get(target, {}).get(T_SRV, [])

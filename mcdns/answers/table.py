@@ -30,12 +30,13 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
 from mcdns.answers import rdata as rd
 from mcdns.answers.rdata import (
+    CLASS_IN,
     QNAME_POINTER,
     T_A,
     T_AAAA,
@@ -50,10 +51,8 @@ from mcdns.answers.rdata import (
 )
 from mcdns.answers.revindex import ReverseIndex, RevKey
 
-CLASS_IN = 1
 NEGATIVE_CACHE_MAX = 65536
 RCODE_NOERROR = 0
-RCODE_NXDOMAIN = 3
 TYPES = (T_A, T_AAAA, T_CNAME, T_SRV, T_PTR, T_TXT, T_NS, T_SOA)  # the types owners give
 GLUED = (T_SRV, T_NS)  # answers with target addresses in the additional section
 _TYPE_SUFFIX = {t: struct.pack(">HH", t, CLASS_IN) for t in (*TYPES, T_ANY)}
@@ -181,7 +180,7 @@ class Zone:
     serial: int = 0
     negative: bytes = b""  # authority section: the SOA, uncompressed
     slots: Slots | None = None
-    _negatives: dict[tuple[int, int], Entry] | None = None
+    _negatives: dict[tuple[int, int], Entry] = field(default_factory=dict)
 
     def soa(self) -> bytes:
         return rd.soa(self.name, self.serial, self.ttl)
@@ -194,12 +193,10 @@ class Zone:
         """NXDOMAIN or NODATA with this zone's SOA (one entry per rcode and type, for the
         metrics labels; the body is the same)."""
         key = (rcode, qtype)
-        cache = self._negatives if self._negatives is not None else {}
-        e = cache.get(key)
+        e = self._negatives.get(key)
         if e is None:
             slots = self.slots.pair(self.index, qtype, rcode, TAG_NONE) if self.slots else (0, 0)
-            e = cache[key] = make_entry(rcode, 0, 1, 0, self.negative, -1, slots)
-            self._negatives = cache
+            e = self._negatives[key] = make_entry(rcode, 0, 1, 0, self.negative, -1, slots)
         return e
 
 
@@ -221,7 +218,7 @@ class _Own:
     __slots__ = ("keys", "sig", "split", "zones")
 
     def __init__(self) -> None:
-        self.keys: tuple[bytes | RevKey, ...] = ()
+        self.keys: tuple[RevKey, ...] = ()
         self.split = 0
         self.zones = 0  # bit i: lazy names (or deferred types) in zones[i]
         self.sig = 0  # hash of the records last handed in
@@ -301,7 +298,7 @@ class AnswerTable:
         """The name's records as served (merged over owners)."""
         held = self.names.get(wire_name)
         if held is None or self._defers(held):
-            return self.lazy_sets(wire_name)[1]
+            return self._lazy_lookup(wire_name)[1]
         out: RRsets = {}
         for qtype in TYPES:
             e = self.entries.get(wire_name + _TYPE_SUFFIX[qtype])
@@ -311,59 +308,51 @@ class AnswerTable:
                     out[qtype] = tuple(rds)
         return out
 
-    def encode(self, wire_name: bytes, qtype: int, sets: RRsets) -> Entry:
-        """An answer for records that are not kept compiled (built on demand), with the
-        owner's records at hand for the additional section."""
-        held = self.reverse.get(_rev_key(wire_name))
-        owner = held.owners[0] if isinstance(held, _Holders) else held
-        if owner is None:
-            named = self.names.get(wire_name)
-            owner = named if not isinstance(named, _Shared) else None
-        if owner is None and self.owner_of is not None:
-            owner = self.owner_of(wire_name)
-        lazy = self._is_lazy(owner)
-        context = self._built_records(owner) if lazy else {}
+    def lazy_entry(self, wire: bytes, qtype: int) -> tuple[bool, Entry | None]:
+        """(exists, answer) for a name not kept compiled, or a hot name's deferred type:
+        the answer is encoded now, with the owner's records at hand for the additional
+        section; None when the name has no such records."""
+        exists, sets, owner = self._lazy_lookup(wire)
+        if qtype not in sets:
+            return exists, None
+        context = self._built_records(owner) if owner is not None else {}
         self._lazy_context = context  # the targets' addresses, as during set_owner
-        self._pending = {wire_name: {**context.get(wire_name, {}), **sets}}
-        if lazy and self.tags_of is not None:
+        self._pending = {wire: {**context.get(wire, {}), **sets}}
+        if owner is not None and self.tags_of is not None:
             self._tags = {name_wire(n): t for n, t in self.tags_of(owner).items()}
         try:
-            return self._encode(wire_name, qtype, sets)
+            return True, self._encode(wire, qtype, sets)
         finally:
             self._pending, self._lazy_context, self._tags = {}, {}, {}
 
-    def lazy_sets(self, wire: bytes) -> tuple[bool, RRsets]:
-        """(exists, records) of a name that is not kept compiled, or of a hot name whose
-        owner defers some of its types; (False, {}) for names no owner has."""
+    def _lazy_lookup(self, wire: bytes) -> tuple[bool, RRsets, Owner | None]:
+        """(exists, records, owner) of a name that is not kept compiled, or of a hot
+        name whose owner defers some of its types; (False, {}, None) for names no owner
+        has. ``owner`` is the lazy owner whose records hold the name (the first one for
+        a reverse name held by several), or None."""
         named = self.names.get(wire)
         if named is not None:
-            return True, (self._built_records(named).get(wire, {}) if self._defers(named)
-                          else {})
+            if not self._defers(named):
+                return True, {}, None
+            return True, self._built_records(named).get(wire, {}), named
         held = self.reverse.get(_rev_key(wire))
         if held is not None:
             owners = held.owners if isinstance(held, _Holders) else [held]
             by_owner = {o: self._built_records(o).get(wire, {}) for o in owners}
-            return True, by_owner[owners[0]] if len(owners) == 1 else _merge(by_owner)
+            sets = by_owner[owners[0]] if len(owners) == 1 else _merge(by_owner)
+            return True, sets, owners[0]
         if self.owner_of is None or self.records_of is None:
-            return False, {}
+            return False, {}, None
         owner = self.owner_of(wire)
         if owner is None or not self._is_lazy(owner):
-            return False, {}
+            return False, {}, None
         recs = self._built_records(owner)
-        sets = recs.get(wire)
-        if sets:
-            return True, sets
+        found = recs.get(wire)
+        if found:
+            return True, found, owner
         # An empty non-terminal of this owner (``_tcp.<svc>``, ``<cluster>.<svc>``)?
         return any(len(n) > len(wire) and n.endswith(wire) and _is_label_boundary(n, wire)
-                   for n in recs), {}
-
-    def lazy_entry(self, wire: bytes, qtype: int) -> tuple[bool, Entry | None]:
-        """(exists, answer) for a name not kept compiled: the answer is encoded now, with
-        the owner's records at hand for the additional section."""
-        exists, sets = self.lazy_sets(wire)
-        if qtype not in sets:
-            return exists, None
-        return True, self.encode(wire, qtype, sets)
+                   for n in recs), {}, None
 
     def served_names(self) -> set[bytes]:
         """Every name with records, compiled or lazy (for tests and tools: it rebuilds
@@ -416,7 +405,8 @@ class AnswerTable:
         """
         tag_of = {name_wire(n): t for n, t in (tags or {}).items()}
         new: dict[bytes, RRsets] = {}
-        lazy: dict[bytes, RRsets] = {}  # glue for the hot names' SRV answers
+        lazy: dict[bytes, RRsets] = {}  # glue targets among the lazy names (for answers
+        # still compiled with glue, e.g. a name shared with another owner)
         rev: list[RevKey] = []
         zones = 0  # bit i: lazy names in self.zones[i]
         for name, types in records.items():
@@ -441,8 +431,8 @@ class AnswerTable:
             (n, tuple(sorted((t, tuple(r)) for t, r in s.items() if r)))
             for n, s in records.items()))))
         own = self._owners.get(owner)
-        if own is not None and own.sig == sig:
-            return False
+        if (own.sig == sig) if own is not None else not (new or zones):
+            return False  # the same records again, or nothing from an owner never seen
         self.negative_cache.clear()
         self._built.pop(owner, None)
         old = own if own is not None else _Own()
@@ -466,7 +456,17 @@ class AnswerTable:
         self._pending.clear()
         self._lazy_context = {}
         self._tags = {}
+        self._refresh_lazy_aliases()
         return True
+
+    def _refresh_lazy_aliases(self) -> None:
+        """Re-encode the CNAMEs whose in-zone target is a lazy name (say an endpoint
+        name): their answers carry the target's addresses, and no compile of the target
+        name reaches them. There are few (in-zone ExternalName targets)."""
+        for target, aliases in list(self._aliases_of.items()):
+            if target not in self.names:
+                for alias in sorted(aliases):
+                    self._compile_alias(alias, self.rrsets(alias))
 
     def _set_lazy(self, owner: Owner, old: _Own, rev: tuple[RevKey, ...], zones: int) -> None:
         """Index ``owner``'s lazy reverse names (their ancestors exist), and mark the zones
@@ -512,6 +512,10 @@ class AnswerTable:
         old = self._bare.get(owner, set())
         if new != old:
             self.negative_cache.clear()
+            for wire in old ^ new:  # NXDOMAIN <-> NODATA: the zone's data changed
+                zone = self.zone_of(wire)
+                if zone is not None:
+                    self._dirty_zones.add(zone)
         for wire in old - new:
             self._unref(wire)
         for wire in new - old:
@@ -660,8 +664,8 @@ class AnswerTable:
         if pending is not None:
             return pending.get(qtype, ())
         e = self.entries.get(wire + _TYPE_SUFFIX[qtype])
-        if e is None:
-            return ()
+        if e is None:  # not compiled: a lazy name's records, if it is one
+            return self._lazy_lookup(wire)[1].get(qtype, ())
         return tuple(rd.answers_of(e.body, struct.unpack_from(">H", e.counts, 2)[0], qtype))
 
     def _set_apex(self, zone: Zone) -> None:

@@ -35,7 +35,6 @@ CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 
 Response = bytes | None | Awaitable[bytes | None]
 _FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
-_ON_DEMAND_TYPES = (struct.pack(">H", T_SRV), struct.pack(">H", T_ANY))
 
 
 class Forwarder(Protocol):
@@ -214,20 +213,17 @@ class Handler:
             return None
         qtype = int.from_bytes(wire[qend:qend + 2])
         exists = name in self.table.names or name in self.table.ents
-        if not exists:
-            # A name not kept compiled (endpoint, SRV and PTR names): encoded now, and
-            # remembered with the negative answers until the table changes.
-            exists, e = self.table.lazy_entry(name, qtype)
+        if not exists or qtype in LAZY_TYPES:
+            # A name not kept compiled (endpoint, SRV and PTR names), or a service's SRV
+            # answer: encoded now, and remembered with the negative answers until the
+            # table changes.
+            found, e = self.table.lazy_entry(name, qtype)
             if e is not None:
                 return e
+            exists = exists or found
         if exists:
-            if wire[qend:qend + 2] in _ON_DEMAND_TYPES:
-                if qtype in LAZY_TYPES and name in self.table.names:
-                    # A hot name's SRV answer, encoded when first asked (see table.py)
-                    e = self.table.lazy_entry(name, qtype)[1]
-                    if e is not None:
-                        return e
-                return None  # may be built on demand (endpoint SRV, ANY)
+            if qtype == T_ANY:
+                return None  # built on demand, from every type of the name
             return zone.negative_entry(w.RCODE_NOERROR, qtype)
         if self.forwarder is not None and zone.reverse:
             return None
@@ -263,8 +259,6 @@ class Handler:
             exists = exists or found
         if entry is None and q.qtype == T_ANY:
             entry = self.table.any_entry(q.name)
-        if entry is None and q.qtype == T_SRV and exists:
-            entry = self.compiler.endpoint_srv(q.name)
         if entry is not None:
             return self._entry(q, tcp, entry)
         if self._pod_zone is not None and q.name.endswith(self._pod_zone):
