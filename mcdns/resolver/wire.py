@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from mcdns.dns import wire as dns_wire
+
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 U16 = struct.Struct("!H")
@@ -30,7 +32,6 @@ FLAG_TC = 0x0200
 FLAG_RD = 0x0100
 FLAG_RA = 0x0080
 FLAG_CD = 0x0010
-MAX_LABELS = 128
 
 OPT_OWNER_TYPE = b"\x00\x00\x29"
 """Root owner name and type 41: the first bytes of an OPT record."""
@@ -45,27 +46,17 @@ class WireError(ValueError):
 
 
 def skip_name(buf: bytes, off: int) -> int:
-    """Return the offset just past the (possibly compressed) name starting at ``off``."""
-    end = len(buf)
-    for _ in range(MAX_LABELS):
-        if off >= end:
-            raise WireError("name runs past the end")
-        length = buf[off]
-        if length == 0:
-            return off + 1
-        if length & 0xC0 == 0xC0:
-            if off + 2 > end:
-                raise WireError("pointer runs past the end")
-            return off + 2
-        if length & 0xC0:
-            raise WireError("unknown label type")
-        off += 1 + length
-    raise WireError("too many labels")
+    """Return the offset just past the (possibly compressed) name starting at ``off``
+    (``mcdns.dns.wire.skip_name``, raising instead of returning None)."""
+    end = dns_wire.skip_name(buf, off)
+    if end is None:
+        raise WireError(f"malformed name at offset {off}")
+    return end
 
 
 def opt_record(payload: int, do: bool) -> bytes:
     """An OPT pseudo-record: root name, type 41, ``payload`` as class, DO in the flags."""
-    return b"\x00" + RR_FIXED.pack(TYPE_OPT, payload, 0x8000 if do else 0, 0)
+    return dns_wire.opt_record(payload, do)
 
 
 def opt_with_payload(opt: bytes, payload: int) -> bytes:
