@@ -26,7 +26,7 @@ from mcdns.kube.http import Gone, KubeError, NotServed, Obj, get_json, watch_lin
 from mcdns.kube.reduce import ReduceError, reduce
 from mcdns.kube.resources import Resource
 from mcdns.kube.settings import KubeStats, WatchSettings
-from mcdns.model import Key, Kind, Slim
+from mcdns.model import Key, Slim
 from mcdns.state.store import Store
 
 log = logging.getLogger("mcdns.kube")
@@ -266,19 +266,7 @@ class Watcher:
         self.schedule_commit()
 
     def _existing(self) -> set[Key]:
-        st = self.store
-        keys: Iterable[Key]
-        match self.res.kind:
-            case Kind.SERVICE:
-                keys = st.services.keys()
-            case Kind.SLICE:
-                keys = st.slices.keys()
-            case Kind.IMPORT:
-                keys = st.imports.keys()
-            case Kind.NAMESPACE:
-                keys = (("", n) for n in st.explicit_namespaces)
-            case Kind.CLUSTER_PROPERTY:
-                keys = (("", n) for n in st.cluster_properties)
+        keys = self.store.keys(self.res.kind)
         if self.namespace is None:
             return set(keys)
         return {k for k in keys if k[0] == self.namespace}

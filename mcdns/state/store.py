@@ -70,12 +70,26 @@ class Store:
 
     # ---- readers -------------------------------------------------------------------
 
-
     def slices_of(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
         return self.slices_by_service.get((namespace, service), ())
 
     def mcs_slices_of(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
         return self.slices_by_mcs.get((namespace, service), ())
+
+    def keys(self, kind: Kind) -> Iterable[Key]:
+        """The keys of every stored object of ``kind``."""
+        match kind:
+            case Kind.SERVICE:
+                return self.services.keys()
+            case Kind.SLICE:
+                return self.slices.keys()
+            case Kind.IMPORT:
+                return self.imports.keys()
+            case Kind.NAMESPACE:
+                return [("", n) for n in self.explicit_namespaces]
+            case Kind.CLUSTER_PROPERTY:
+                return [("", n) for n in self.cluster_properties]
+        return ()  # pragma: no cover
 
     def all_service_keys(self) -> set[Key]:
         keys = set(self.services) | set(self.imports)
@@ -145,7 +159,7 @@ class Store:
         """Make ``kind`` hold exactly ``objs`` (a full list); returns how many changed."""
         new = {o.key: o for o in objs}
         changed = 0
-        for key in list(self._keys(kind)):
+        for key in list(self.keys(kind)):
             if key not in new:
                 changed += self.delete(kind, key, event_time)
         for obj in new.values():
@@ -169,20 +183,6 @@ class Store:
         return changes
 
     # ---- internals -----------------------------------------------------------------
-
-    def _keys(self, kind: Kind) -> Iterable[Key]:
-        match kind:
-            case Kind.SERVICE:
-                return self.services.keys()
-            case Kind.SLICE:
-                return self.slices.keys()
-            case Kind.IMPORT:
-                return self.imports.keys()
-            case Kind.NAMESPACE:
-                return [("", n) for n in self.explicit_namespaces]
-            case Kind.CLUSTER_PROPERTY:
-                return [("", n) for n in self.cluster_properties]
-        return ()  # pragma: no cover
 
     def _note(self, event_time: float | None) -> Changes:
         p = self._pending
