@@ -86,27 +86,16 @@ class Handler:
             # lower-case question is its own key); else the lower-cased key.
             qend = wire.find(0, 12) + 1
             if qend + 4 == n and wire.startswith(w.COUNTS_Q1, 4):
-                question = wire[12:n]
-                e = self._entries.get(question) or self._negatives.get(question)
-                if e is None:
-                    name = wire[12:qend].lower()
-                    key = name + wire[qend:n]
-                    e = self._entries.get(key) or self._negatives.get(key)
-                    if e is None:
-                        if fwd is not None and self._outside(name, key, wire, qend):
-                            return self._forward(wire, key, tcp)
-                        e = self._negative_entry(name, key, wire, qend)
-                if e is not None and qend + e.tail <= (TCP_MAX if tcp else 512):
-                    st = self.stats
-                    if st is not None:
-                        st[e.slots[tcp]] += 1
-                    return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
-                                               | self._ra4] + question + e.body)
+                edns = False
             # The same with an OPT record right after the question: root owner, type 41,
             # version 0, no options.
             elif (qend + 15 == n and wire.startswith(w.COUNTS_Q1_OPT, 4)
                   and wire.startswith(b"\x00\x00\x29", qend + 4) and wire[qend + 10] == 0
                   and wire.endswith(b"\x00\x00")):
+                edns = True
+            else:
+                edns = None
+            if edns is not None:
                 question = wire[12:qend + 4]
                 e = self._entries.get(question) or self._negatives.get(question)
                 if e is None:
@@ -118,15 +107,24 @@ class Handler:
                             return self._forward(wire, key, tcp)
                         e = self._negative_entry(name, key, wire, qend)
                 if e is not None:
-                    size = qend + e.tail + 11
-                    if size <= 512 or (size <= TCP_MAX if tcp else size <= min(
-                            max(512, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp)):
-                        st = self.stats
-                        if st is not None:
-                            st[e.slots[tcp]] += 1
-                        return (wire[:2] + e.heads_edns[(wire[2] & 1)
-                                                        | ((wire[3] & 0x10) >> 3) | self._ra4]
-                                + question + e.body + self._opt[wire[qend + 11] >> 7])
+                    if not edns:
+                        if qend + e.tail <= (TCP_MAX if tcp else 512):
+                            st = self.stats
+                            if st is not None:
+                                st[e.slots[tcp]] += 1
+                            return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
+                                                       | self._ra4] + question + e.body)
+                    else:
+                        size = qend + e.tail + 11
+                        if size <= 512 or (size <= TCP_MAX if tcp else size <= min(
+                                max(512, (wire[qend + 7] << 8) | wire[qend + 8]),
+                                self.max_udp)):
+                            st = self.stats
+                            if st is not None:
+                                st[e.slots[tcp]] += 1
+                            return (wire[:2] + e.heads_edns[(wire[2] & 1)
+                                                            | ((wire[3] & 0x10) >> 3) | self._ra4]
+                                    + question + e.body + self._opt[wire[qend + 11] >> 7])
         self._slow_counted = False
         try:
             resp = self._slow(wire, peer, tcp)
