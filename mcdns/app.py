@@ -82,7 +82,8 @@ class App:
         self.stopping = False
 
     def _handle_fn(self) -> HandleFn:
-        """The handler, wrapped with latency measurement and query logging when on."""
+        """The handler, wrapped with query logging when it is on (latency is measured by
+        the listeners)."""
         handle: HandleFn = self.handler.handle
         return self.query_log.wrap(handle) if self.query_log.every else handle
 
