@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,11 +101,38 @@ def test_serve_answers_flags_override_file_and_sigterm_exits_zero(tmp_path: Path
             proc.kill()
 
 
+def burst(port: int, q: dns.message.Message, sources: int = 64,
+          wait: float = 1.5) -> list[dns.message.Message]:
+    """Send ``q`` once from each of ``sources`` fresh source ports at once (SO_REUSEPORT
+    picks a worker by a hash of the source port) and return the answers that arrive
+    within ``wait`` seconds."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(sources):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            s.sendto(q.to_wire(), ("127.0.0.1", port))
+        waiting = set(socks)
+        got: list[dns.message.Message] = []
+        deadline = time.monotonic() + wait
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(list(waiting), [], [], left)
+            for s in ready:
+                got.append(dns.message.from_wire(s.recv(4096)))
+                waiting.discard(s)
+        return got
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_two_workers_share_the_port_and_answer_correctly(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([*MCDNS, "serve", "--state", str(DEMO_STATE), "--listen",
                              f"127.0.0.1:{port}", "--http", "", "--workers", "2"],
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    children: list[str] = []
     try:
         deadline = time.monotonic() + 20
         started = 0
@@ -118,12 +149,28 @@ def test_two_workers_share_the_port_and_answer_correctly(tmp_path: Path) -> None
             assert [r.address for r in resp.answer[0]] == ["10.13.187.164"]
         tcp = dns.query.tcp(q, "127.0.0.1", port=port, timeout=2)
         assert tcp.answer[0][0].address == "10.13.187.164"
+        # Each worker answers on its own: with one stopped, the other still answers (the
+        # queries the kernel hands the stopped one wait in its socket until SIGCONT).
+        workers = [proc.pid, int(children[0])]
+        for stopped in workers:
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                got = burst(port, q)
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            (serving,) = set(workers) - {stopped}
+            assert got, f"worker {serving} answered nothing while worker {stopped} was stopped"
+            for resp in got:
+                assert [r.address for r in resp.answer[0]] == ["10.13.187.164"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert subprocess.run(["ps", "-p", children[0]], capture_output=True).returncode != 0
     finally:
         if proc.poll() is None:
             proc.kill()
+            for child in children:  # a failed test leaves no worker behind
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(child), signal.SIGKILL)
 
 
 def test_workers_need_fixed_ports() -> None:
