@@ -195,7 +195,8 @@ servers alternating, and the median is shown; latency is measured separately at 
 is A queries for existing service names; mix 2 is what pods send with `ndots:5` (the
 search path makes about half the queries NXDOMAIN), 20% AAAA, 5% SRV, with EDNS. RSS is
 read once each server answers, at {' and '.join(f"{int(n):,}" for n in s.get('memory_sizes', []))}
-services; growth is divided by the growth in served names. *capped* is the share of
+services, the median of {meta.get('rss_runs', 1)} starts per size (each start's figure is in
+results.json); growth is divided by the growth in served names. *capped* is the share of
 100 ms quota periods in which the server was throttled: near 100% means the server was the
 bottleneck; well below means something else (dnsperf, or a neighbour on CPU 1) limited
 that run, and the QPS understates what the server does in half a core.

@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,21 +82,29 @@ def generate(work: Path, sizes: list[int]) -> tuple[dict[int, Data], dict[int, g
 
 
 def measure_memory(cmds: dict[str, CommandFn], data: dict[int, Data], sizes: list[int],
-                   work: Path) -> dict[str, dict[str, int]]:
-    """RSS of each server once it answers, per data size (uncapped, one at a time)."""
-    out: dict[str, dict[str, int]] = {}
+                   work: Path, runs: int) -> tuple[dict[str, dict[str, int]],
+                                                   dict[str, dict[str, list[int]]]]:
+    """RSS of each server once it answers, per data size (uncapped, one at a time):
+    ``runs`` starts per size, sizes alternating; returns (medians, every sample). A
+    Python server's RSS after a load moves by a few hundred KiB from start to start
+    (how its heap fragments), so one start is not a figure."""
+    samples: dict[str, dict[str, list[int]]] = {}
     for name, cmd in cmds.items():
-        for n in sizes:
-            t = time.monotonic()
-            srv = start(name, cmd, data[n], work / f"{name}-rss-{n}", cap=False)
-            try:
-                time.sleep(0.5)
-                out.setdefault(name, {})[str(n)] = rss_bytes(srv.pid)
-            finally:
-                srv.stop()
-            log(f"{name} with {n:,} services: RSS {out[name][str(n)] / 2**20:.1f} MiB, "
-                f"ready in {time.monotonic() - t:.1f} s")
-    return out
+        for run in range(runs):
+            for n in sizes:
+                t = time.monotonic()
+                srv = start(name, cmd, data[n], work / f"{name}-rss-{n}-{run}", cap=False)
+                try:
+                    time.sleep(0.5)
+                    rss = rss_bytes(srv.pid)
+                finally:
+                    srv.stop()
+                samples.setdefault(name, {}).setdefault(str(n), []).append(rss)
+                log(f"{name} with {n:,} services: RSS {rss / 2**20:.1f} MiB, "
+                    f"ready in {time.monotonic() - t:.1f} s")
+    medians = {name: {n: int(statistics.median(v)) for n, v in by_size.items()}
+               for name, by_size in samples.items()}
+    return medians, samples
 
 
 def one_run(srv: Running, mix: str, queries: Path, seconds: float,
@@ -160,6 +169,7 @@ def machine(args: argparse.Namespace, cap: str) -> dict[str, Any]:
         "commit": commit,
         "services": args.services,
         "runs": args.runs,
+        "rss_runs": args.rss_runs,
         "seconds": args.seconds,
         "latency_seconds": args.latency_seconds,
         "rate": args.rate,
@@ -174,6 +184,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--services", type=int, default=1000, help="services for the speed runs")
     ap.add_argument("--rss-sizes", default="1000,10000", help="service counts for RSS")
+    ap.add_argument("--rss-runs", type=int, default=3, help="starts per size (median)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
@@ -191,7 +202,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args(argv)
     if a.quick:
-        a.runs, a.seconds, a.latency_seconds = 1, 3.0, 3.0
+        a.runs, a.seconds, a.latency_seconds, a.rss_runs = 1, 3.0, 3.0, 1
     a.servers = [s for s in a.servers.split(",") if s]
     unknown = set(a.servers) - set(report.SERVERS)
     if unknown:
@@ -230,7 +241,7 @@ def bench(a: argparse.Namespace, work: Path
     sizes = [int(s) for s in a.rss_sizes.split(",") if s]
     data, files = generate(work, [a.services, *sizes])
     cmds = commands(a.servers, a.mcdns_args.split(), a.src)
-    memory = measure_memory(cmds, data, sizes, work)
+    memory, rss_samples = measure_memory(cmds, data, sizes, work, a.rss_runs)
     servers: list[Running] = []
     try:
         for name, cmd in cmds.items():
@@ -245,6 +256,7 @@ def bench(a: argparse.Namespace, work: Path
     names = {str(n): json.loads(files[n].meta.read_text())["served_names"] for n in sizes}
     meta = machine(a, cap)
     meta["served_names"] = names
+    meta["rss_samples"] = rss_samples
     return meta, runs, report.summarise(runs, memory, names)
 
 
