@@ -1,1 +1,1 @@
-"""Benchmark harness for mcdns (issue 7): data generator, baseline server and runner."""
+"""Benchmark harness for mcdns: data generator, baseline server and runner."""

@@ -5,7 +5,7 @@ serve the *same* data. One in-memory model (``Cluster``) is built from a seed an
 out as (1) Kubernetes objects as ``kubectl get -o yaml`` prints them, for ``mcdns serve
 --state``; (2) a ``cluster.local`` zone with the records mcdns's ``local-first`` policy
 answers, for Knot and the dnslib baseline; (3) dnsperf query files for the two mixes of
-issue 7. Everything is deterministic for a given (services, seed).
+the benchmark. Everything is deterministic for a given (services, seed).
 
 Usage: ``python -m bench.gen --services 1000 --out DIR``
 """

@@ -67,7 +67,7 @@ def _row(tp: list[dict[str, Any]], lat: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def goals(s: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each goal of issue 7 with mcdns's figure and whether it is met (None: not measured)."""
+    """Each benchmark goal with mcdns's figure and whether it is met (None: not measured)."""
     m1 = s["mixes"].get("mix1", {}).get("mcdns", {})
     m2 = s["mixes"].get("mix2", {}).get("mcdns", {})
     lat = [m.get("lat_avg_ms") for m in (m1, m2) if m.get("lat_avg_ms") is not None]
@@ -118,7 +118,7 @@ def table(s: dict[str, Any]) -> str:
     for srv, m in s["memory"].items():
         rss = " | ".join(_mib(m["rss"].get(n)) for n in sizes)
         lines.append(f"| {LABELS[srv]} | {rss} | {_f(m['per_name_b'], ',.0f')} B |")
-    lines += ["", "| goal (issue 7) | target | mcdns | met |", "|---|---:|---:|---|"]
+    lines += ["", "| goal | target | mcdns | met |", "|---|---:|---:|---|"]
     for g in s["goals"]:
         verdict = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
         lines.append(f"| {g['goal']} | {g['op']} {g['target']:g}{g['unit']} | "

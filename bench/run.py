@@ -1,4 +1,4 @@
-"""The benchmark of issue 7: mcdns against Knot DNS and a naive dnslib server.
+"""The benchmark: mcdns against Knot DNS and a naive dnslib server.
 
 One command runs everything in order: generate the data (``bench.gen``), measure each
 server's memory at 1,000 and 10,000 services, then throughput runs (alternating servers,

@@ -2,7 +2,7 @@
 
 ``App`` is an async context manager (tests run the real server with it and it always
 shuts down); ``serve`` is what the CLI runs: start, then SIGHUP reloads the config and
-SIGTERM shuts down in CoreDNS's order (SPEC §10): /health and /ready fail, DNS keeps
+SIGTERM shuts down in CoreDNS's order: /health and /ready fail, DNS keeps
 answering for the lameduck period, listeners close, in-flight answers drain, the rest
 is cancelled, exit 0.
 """

@@ -1,7 +1,7 @@
 # ruff: noqa: E501
 """CoreDNS-parity cases for the cluster zone, served from tests/data/coredns_state.yaml.
 
-Why this exists: SPEC section 5 promises that, with no ServiceImports, every answer in
+Why this exists: mcdns promises that, with no ServiceImports, every answer in
 ``cluster.local`` equals CoreDNS's ``kubernetes`` plugin with ``pods insecure`` and
 ``ttl 5``. These cases are CoreDNS's own expectations (plugin/kubernetes/handler_test.go,
 handler_case_test.go, handler_pod_insecure_test.go, kubernetes_apex_test.go, and the
@@ -17,7 +17,7 @@ Each case is ``(qname, qtype, rcode, answer, ns, extra)``:
 
 Three lists, all in ``CASES``:
 - ``HANDLER_CASES``: the expectations of CoreDNS's handler tests, unchanged except that
-  every SOA is the SPEC form (CoreDNS's tests compare only the SOA mname and TTL).
+  every SOA is mcdns's documented form (CoreDNS's tests compare only the SOA mname and TTL).
 - ``DERIVED_CASES``: what CoreDNS's code answers for names its tests do not query
   (endpoint names of ClusterIP services, readiness, PTR, SRV variants, pod names ...).
 - ``QUIRK_CASES``: CoreDNS answers that differ from strict DNS (empty non-terminals
@@ -34,7 +34,7 @@ Skipped handler-test cases (mcdns has no such feature, or the case needs an upst
   upstream resolver for the out-of-zone target (CoreDNS appends the upstream's A
   records and its TC bit after the CNAME; with a failing upstream it answers NODATA
   without the CNAME).
-- notSyncedTestCases (SERVFAIL before the first sync): needs an unsynced server; SPEC 7.
+- notSyncedTestCases (SERVFAIL before the first sync): needs an unsynced server (test_kube_dns covers it).
 - TestServeNamespaceDNS runs with no ``namespaces`` filter; its one NXDOMAIN case is
   kept. TestServeDNS uses ``namespaces testns``; mcdns has no namespace filter, so
   kube-system/kubedns and unexposedns/svc1 are visible here (no case relies on hiding).

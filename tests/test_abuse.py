@@ -1,4 +1,4 @@
-"""TCP abuse (issue 8) against the real server: the connection limit holds, idle and slow
+"""TCP abuse against the real server: the connection limit holds, idle and slow
 clients do not delay anyone else, idle connections are closed, and a client that sends
 queries without reading the answers cannot make the server buffer without bound.
 

@@ -14,7 +14,7 @@ from bench import dnsperf, gen, report
 
 
 def local_first_a(items: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """A answers derived from the state objects alone, by SPEC §5 local-first."""
+    """A answers derived from the state objects alone, by the local-first policy."""
     services = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
                 for o in items if o["kind"] == "Service"}
     imports = {(o["metadata"]["namespace"], o["metadata"]["name"]): o

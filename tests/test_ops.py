@@ -1,4 +1,4 @@
-"""Operating mcdns (SPEC §10): /health, /ready and /metrics against the fake API server,
+"""Operating mcdns: /health, /ready and /metrics against the fake API server,
 every metric moving when it should, the decision-switch log line, SIGHUP reload,
 SIGTERM lameduck under load, and ``mcdns explain``.
 """

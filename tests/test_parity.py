@@ -1,5 +1,5 @@
 """Parity with CoreDNS's kubernetes plugin: with no ServiceImports, mcdns answers the
-cluster zone as CoreDNS does (SPEC §5), using CoreDNS's own test expectations.
+cluster zone as CoreDNS does, using CoreDNS's own test expectations.
 
 Deliberate deviations (strict DNS instead of a CoreDNS quirk) are listed in DEVIATIONS
 with the reason; everything else must match exactly (rcode, and every section as a set).
@@ -21,7 +21,7 @@ ENT = "RFC 8020: an empty non-terminal is NODATA, not NXDOMAIN"
 CNAME_ALL = "RFC 1034 §3.6.2: a CNAME owner answers every type with the CNAME"
 # (qname, qtype) -> why mcdns answers differently on purpose.
 DEVIATIONS: dict[tuple[str, str], str] = {
-    ("dns-version.cluster.local.", "TXT"): "SPEC §5: every answer has TTL `ttl` (CoreDNS 28800)",
+    ("dns-version.cluster.local.", "TXT"): "every answer has TTL `ttl` (CoreDNS 28800)",
     ("dns-version.cluster.local.", "A"): "the name exists: NODATA, not NXDOMAIN (RFC 2308)",
     ("external.testns.svc.cluster.local.", "SRV"): CNAME_ALL,
     ("external.testns.svc.cluster.local.", "TXT"): CNAME_ALL,

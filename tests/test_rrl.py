@@ -1,4 +1,4 @@
-"""UDP abuse (issue 8): response rate limiting per client network with slip, and answers
+"""UDP abuse: response rate limiting per client network with slip, and answers
 that never exceed what the client advertised.
 
 Unit tests drive ``RRL.check`` with a fake clock; the storm tests run the real server.

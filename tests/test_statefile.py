@@ -1,4 +1,4 @@
-"""The state file source (SPEC §3): formats, live reload, bad files on reload."""
+"""The state file source: formats, live reload, bad files on reload."""
 
 from __future__ import annotations
 

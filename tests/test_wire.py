@@ -1,4 +1,4 @@
-"""The wire edge (SPEC §7-§9): malformed input, opcodes, EDNS0, truncation, TCP framing,
+"""The wire edge: malformed input, opcodes, EDNS0, truncation, TCP framing,
 chaos TXT, SERVFAIL before sync. Raw sockets where dnspython would refuse to send.
 """
 

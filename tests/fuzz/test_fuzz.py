@@ -1,4 +1,4 @@
-"""The CI fuzz pass (issue 8): a few thousand hostile inputs straight into
+"""The CI fuzz pass: a few thousand hostile inputs straight into
 ``Handler.handle``, from the seeded generator and from hypothesis, plus the inputs that
 once broke it. The long run is ``python -m tests.fuzz.run`` (``make fuzz``).
 """
