@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,13 +17,14 @@ from typing import Any
 
 import yaml
 
+from mcdns.kube.names import is_dns1123_label, is_dns1123_subdomain
+
 ROLES = ("stub", "resolver")
 POLICIES = ("local-first", "local-only", "import-first")
 POD_MODES = ("insecure", "disabled")
 LOG_FORMATS = ("logfmt", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_CONFIG_BYTES = 1 << 20
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class ConfigError(ValueError):
@@ -229,7 +229,7 @@ def _bool(value: Any, key: str) -> bool:
 def _namespaces(values: tuple[str, ...], key: str) -> tuple[str, ...]:
     """Namespace names (RFC 1123 labels, as Kubernetes requires), duplicates dropped."""
     for v in values:
-        if not DNS1123_LABEL.fullmatch(v):
+        if not is_dns1123_label(v):
             raise ConfigError(key, f"{v!r} is not a namespace name (a lowercase RFC 1123 "
                               "label: a-z, 0-9 and '-', at most 63 characters)")
     return tuple(dict.fromkeys(values))
@@ -277,6 +277,9 @@ def _coerce(key: str, value: Any) -> Any:
         case "cluster_id":
             if not isinstance(value, str):
                 raise ConfigError(key, f"{value!r} is not a string")
+            if value and not is_dns1123_subdomain(value):
+                raise ConfigError(key, f"{value!r} is not a cluster id (a DNS-1123 "
+                                  "subdomain: lowercase a-z, 0-9, '-' and '.')")
             return value
         case "min_ready":
             return _int(value, key, 0, 1_000_000)

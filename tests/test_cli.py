@@ -50,6 +50,7 @@ def test_check_config_accepts_the_examples() -> None:
     ("allow: ['not-a-net']\n", "allow", "is not an IP network"),
     ("namespaces: ['']\n", "namespaces", "is not a namespace name"),
     ("namespaces: [default, Shop]\n", "namespaces", "is not a namespace name"),
+    ("cluster_id: Member_1\n", "cluster_id", "is not a cluster id"),
     ("- just\n- a list\n", "<file>", "must hold a mapping"),
     ("zone: [\n", "<file>", "not valid YAML"),
 ])
@@ -60,6 +61,11 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, key: str, problem: 
         r = run(*args)
         assert r.returncode == 2
         assert f"config key '{key}'" in r.stderr and problem in r.stderr, r.stderr
+
+
+def test_cluster_ids_may_be_dns_subdomains() -> None:
+    """The MCS cluster id is a DNS-1123 subdomain (KEP-2149), so several labels are fine."""
+    assert config.build({"cluster_id": "cluster-a.east"}).cluster_id == "cluster-a.east"
 
 
 def test_namespaces_are_deduplicated() -> None:
