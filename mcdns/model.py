@@ -8,7 +8,7 @@ nothing DNS-visible compares equal and recompiles nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Kind(StrEnum):
@@ -40,7 +40,8 @@ class Service:
     cluster_ip: str  # the first ClusterIP ("" when none); the others in more_ips
     external_name: str
     ports: tuple[Port, ...]
-    policy: str | None  # mcdns.io/policy annotation
+    policy: str | None  # mcdns.io/policy annotation, else local-only for
+    # internalTrafficPolicy: Local (the standard field: traffic stays in the cluster)
     min_ready: int | None  # mcdns.io/min-ready annotation
     more_ips: tuple[str, ...] = ()  # dual-stack: the ClusterIPs after the first
 
@@ -71,14 +72,22 @@ class Endpoint:
         return (self.address, *self.more) if self.address else ()
 
 
+class Origin(IntEnum):
+    """Who wrote a slice's endpoints, as far as the slice itself tells (mcdns.shapes)."""
+
+    OWN = 0  # this cluster's endpoints, by its own controller (or anyone not multi-cluster)
+    IMPORTED = 1  # endpoints brought in by a multi-cluster implementation
+    MIRROR = 2  # this cluster's endpoints, copied by a multi-cluster implementation
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointSlice:
     namespace: str
     name: str
     service: str  # kubernetes.io/service-name ("" if absent)
     mcs_service: str  # multicluster.kubernetes.io/service-name ("" if absent)
-    cluster: str  # source cluster of a remote slice ("" when local)
-    local: bool  # provided by this cluster (not dispatched/imported)
+    cluster: str  # source cluster as the slice names it ("" when it names none)
+    origin: Origin  # an IMPORTED slice from this cluster's id is this cluster's too
     address_type: str  # IPv4 | IPv6 | FQDN
     ports: tuple[Port, ...]
     endpoints: tuple[Endpoint, ...]
@@ -97,10 +106,18 @@ class ServiceImport:
     ports: tuple[Port, ...]
     policy: str | None
     min_ready: int | None
+    derived: str = ""  # the derived Service's name when annotated ("": derived-<name>)
+    ready: bool = True  # False when status.conditions has Ready=False
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    @property
+    def derived_name(self) -> str:
+        """The Service an implementation derives from this import: as annotated
+        (mcs-api, Cilium), else Karmada's ``derived-<name>``."""
+        return self.derived or "derived-" + self.name
 
 
 @dataclass(frozen=True, slots=True)

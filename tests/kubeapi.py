@@ -44,7 +44,7 @@ RESOURCES = (
     Res("discovery.k8s.io", ("v1",), "endpointslices", "EndpointSlice", True),
     Res("multicluster.x-k8s.io", ("v1alpha1", "v1beta1"), "serviceimports", "ServiceImport",
         True),
-    Res("about.k8s.io", ("v1alpha1",), "clusterproperties", "ClusterProperty", False),
+    Res("about.k8s.io", ("v1alpha1", "v1beta1"), "clusterproperties", "ClusterProperty", False),
 )
 BY_KIND = {r.kind: r for r in RESOURCES}
 BY_PLURAL = {r.plural: r for r in RESOURCES}

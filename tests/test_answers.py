@@ -1,4 +1,5 @@
-"""Answer tables for SPEC §4-§7 over real UDP and TCP sockets with dnspython.
+"""Answer tables for the decision, the zones and the negative answers, over real UDP and TCP
+sockets with dnspython.
 
 One cluster (below) exercises the §5 decision table for ClusterIP and headless services,
 the policies and annotations, both Karmada conventions, the clusterset zone (§6), PTR,
@@ -18,12 +19,17 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from conftest import Running, make_config, rrsets, running
-from statebuild import endpoints, namespace, service, service_import, write
+from statebuild import Obj, endpoints, namespace, service, service_import, write
 
 POLICY = "mcdns.io/policy"
 MIN_READY = "mcdns.io/min-ready"
 KARMADA_PROVISION = "endpointslice.karmada.io/provision-cluster"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+
+def traffic_local(svc: Obj) -> Obj:
+    svc["spec"]["internalTrafficPolicy"] = "Local"
+    return svc
+
 
 CLUSTER = [
     namespace("default"), namespace("other"),
@@ -96,6 +102,25 @@ CLUSTER = [
     service("dual", ip=["10.96.0.17", "fd00::17"]), endpoints("dual", ready=["10.244.0.17"]),
     # v1beta1 ServiceImport in another namespace
     service_import("beta", ns="other", ips=["10.13.0.18"], version="v1beta1"),
+    # an ExternalName holding an IP is no name to point to: NXDOMAIN, as CoreDNS answers
+    service("extip", external="192.0.2.10"),
+    # min-ready counts pods: one dual-stack pod (an IPv4 and an IPv6 endpoint) is one pod,
+    # below min-ready 2 -> the import
+    service("dspod", ip=["10.96.0.19", "fd00::19"], annotations={MIN_READY: "2"}),
+    endpoints("dspod", ready=["10.244.0.19"]),
+    endpoints("dspod", ready=["fd00:244::19"], family="IPv6"),
+    service_import("dspod", ips=["10.13.0.19"]),
+    endpoints("", mcs="dspod", cluster="member1", ready=["10.10.0.19"]),
+    # an IPv6 endpoint ending in "::" is named with a trailing 0 (CoreDNS 1.12.3 and later)
+    service("v6hl"), endpoints("v6hl", ready=["fd00:10:244:2::"], family="IPv6"),
+    # internalTrafficPolicy: Local keeps traffic in the cluster: no fallback, unless the
+    # Service's own mcdns.io/policy annotation asks for one
+    traffic_local(service("itp", ip="10.96.0.21")), endpoints("itp", not_ready=["10.244.0.21"]),
+    service_import("itp", ips=["10.13.0.21"]),
+    traffic_local(service("itpann", ip="10.96.0.22", annotations={POLICY: "local-first"})),
+    endpoints("itpann", not_ready=["10.244.0.22"]), service_import("itpann", ips=["10.13.0.22"]),
+    # a namespace with no imports exists in the clusterset zone too (NODATA)
+    namespace("empty"), service("lonely", ns="empty", ip="10.96.0.23"),
 ]
 
 SOA = "SOA"
@@ -200,6 +225,15 @@ CASES: list[tuple[str, str, str, set[str], str]] = [
     ("10-1-2-3.default.pod.cluster.local.", "AAAA", "NOERROR", set(), SOA),
     ("10-1-2-3.nons.pod.cluster.local.", "A", "NXDOMAIN", set(), SOA),
     ("not-an-ip.default.pod.cluster.local.", "A", "NXDOMAIN", set(), SOA),
+    (f"extip.default.{Z}", "A", "NXDOMAIN", set(), SOA),
+    (f"extip.default.{Z}", "CNAME", "NXDOMAIN", set(), SOA),
+    (f"dspod.default.{Z}", "A", "NOERROR", a(f"dspod.default.{Z}", "10.13.0.19"), ""),
+    (f"fd00-10-244-2--0.v6hl.default.{Z}", "AAAA", "NOERROR",
+     a(f"fd00-10-244-2--0.v6hl.default.{Z}", "fd00:10:244:2::"), ""),
+    (f"fd00-10-244-2--.v6hl.default.{Z}", "AAAA", "NXDOMAIN", set(), SOA),
+    (f"itp.default.{Z}", "A", "NOERROR", a(f"itp.default.{Z}", "10.96.0.21"), ""),
+    (f"itpann.default.{Z}", "A", "NOERROR", a(f"itpann.default.{Z}", "10.13.0.22"), ""),
+    (f"empty.{CS}", "A", "NOERROR", set(), SOA),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Input limits (issue 8): oversized state and config files are refused with a clear
+"""Input limits: oversized state and config files are refused with a clear
 message; absurd objects are rejected one by one with a log line naming each, never crash
 the loader and never change the answers for anyone else.
 """
@@ -17,7 +17,8 @@ from conftest import Running, make_config, running
 from statebuild import Obj, endpoints, namespace, service, service_import, write
 
 from mcdns.config import MAX_CONFIG_BYTES, ConfigError, read_file
-from mcdns.kube.reduce import MAX_NAME, MAX_PORTS, ReduceError, reduce
+from mcdns.kube.names import SUBDOMAIN_MAX
+from mcdns.kube.reduce import MAX_PORTS, ReduceError, reduce
 from mcdns.model import EndpointSlice, Kind, Service
 from mcdns.state.statefile import MAX_STATE_BYTES, StateError, read_objects, reduce_all
 
@@ -88,7 +89,7 @@ ABSURD: dict[str, tuple[Obj, str]] = {
                                "without metadata"),
     "hostname not a label": (
         endpoints("db", name="db-host", ready=["10.244.0.3"],
-                  hostnames={"10.244.0.3": "a.b"}), "not a DNS label"),
+                  hostnames={"10.244.0.3": "a.b"}), "not a DNS-1123 label"),
     "protocol unknown": (with_field(service("proto", ip="10.96.9.10"),
                                     "spec.ports.0.protocol", "QUIC"), "not TCP, UDP or SCTP"),
     "address type unknown": (with_field(endpoints("web", name="web-type"), "addressType",
@@ -104,7 +105,9 @@ ABSURD: dict[str, tuple[Obj, str]] = {
                               "not a domain name"),
     # these four slipped through before (reduce.py now checks them):
     "dotted name shadowing another service's pod": (
-        service("pod-0.db", ip="10.66.6.6"), "not a DNS label"),
+        service("pod-0.db", ip="10.66.6.6"), "DNS-1035 label"),
+    "service name starting with a digit": (service("1st", ip="10.66.6.8"), "DNS-1035 label"),
+    "upper-case slice name": (endpoints("web", name="Web-Abc"), "DNS-1123 subdomain"),
     "dotted namespace": (service("s", ns="db.default", ip="10.66.6.7"),
                          "not a valid namespace"),
     "externalName with a 64-octet label": (service("ext2", external="x" * 64 + ".com"),
@@ -115,10 +118,11 @@ ABSURD: dict[str, tuple[Obj, str]] = {
         with_field(endpoints("web", name="web-addrs"), "endpoints",
                    [{"addresses": [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(5000)]}]),
         "limit 100"),
+    # A label value is at most 63 characters; the API server refuses longer ones. (A
+    # dotted source cluster is no longer here: cluster ids may be DNS subdomains, and
+    # tests/test_interop.py answers for one.)
     "300-char source cluster": (endpoints("imp", name="imp-c1", mcs="imp", cluster="c" * 300,
-                                          ready=["10.3.0.1"]), "not a DNS label"),
-    "dotted source cluster": (endpoints("imp", name="imp-c2", mcs="imp", cluster="a.b",
-                                        ready=["10.3.0.2"]), "not a DNS label"),
+                                          ready=["10.3.0.1"]), "not a valid label value"),
 }
 
 
@@ -191,8 +195,13 @@ def dotted(length: int) -> str:
 
 def test_name_length_limit_is_dns_limit() -> None:
     """A name's text may be as long as DNS allows (253 characters, 255 octets on the
-    wire): an ExternalName target or an EndpointSlice name of 253 is kept, 254 refused."""
-    assert MAX_NAME == 253
+    wire): an ExternalName target or an EndpointSlice name of 253 is kept, 254 refused.
+    An EndpointSlice name is a DNS subdomain, not a label: Karmada's 121-character
+    ``imported-<cluster>-<slice>`` names have no dot and are valid."""
+    assert SUBDOMAIN_MAX == 253
+    karmada = "imported-" + "m" * 48 + "-" + "s" * 63
+    eps = reduce(endpoints("derived-web", name=karmada, ready=["10.244.0.1"]))
+    assert isinstance(eps, EndpointSlice) and eps.name == karmada and len(karmada) == 121
     longest, over = dotted(253), dotted(254)
     ext = reduce(service("ext", external=longest))
     assert isinstance(ext, Service) and ext.external_name == longest

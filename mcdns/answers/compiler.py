@@ -22,9 +22,9 @@ from mcdns.answers.table import (
     AnswerTable,
 )
 from mcdns.config import Config
-from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
 from mcdns.model import Key
 from mcdns.ops.histogram import PROGRAMMING_BOUNDS, Histogram
+from mcdns.shapes import CLUSTER_ID_PROPERTY
 from mcdns.state.store import Changes, Store
 
 log = logging.getLogger("mcdns.answers")
@@ -54,7 +54,7 @@ class Compiler:
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
         self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl,
                                  owner_of=self._owner_of, records_of=self._records_of,
-                                 tags_of=self._tags_of)
+                                 tags_of=self._tags_of, ptr_zone=cfg.zone)
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._static()
@@ -125,11 +125,14 @@ class Compiler:
         return self.cfg.cluster_id or self.store.cluster_properties.get(CLUSTER_ID_PROPERTY, "")
 
     def apply(self, changes: Changes) -> None:
-        for key in sorted(changes.services):
-            self.compile_service(key)
-        if changes.namespaces:
-            self._namespaces()
-        self.table.flush()
+        if changes.cluster_id:  # which slices are this cluster's own: every decision
+            self.recompile_all()
+        else:
+            for key in sorted(changes.services):
+                self.compile_service(key)
+            if changes.namespaces:
+                self._namespaces()
+            self.table.flush()
         if changes.event_time is not None:
             self.programming.observe(max(0.0, time.time() - changes.event_time))
 
@@ -144,16 +147,21 @@ class Compiler:
         ns, name = key
         st = self.store
         old = self.decisions.get(key)
-        if key not in st.services and key not in st.imports:
+        # A ServiceImport (a CRD) may have a dotted name, and a slice's service label
+        # can hold one: neither is one label of a DNS name, so neither gets names (a dot
+        # would let it answer for another service's names).
+        if (key not in st.services and key not in st.imports) or "." in name:
             self.decisions.pop(key, None)
             self.table.set_owner(key, {})
+            self.table.set_bare_names(key, ())
             return
-        d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready)
+        d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready, self.cluster_id)
         self.decisions[key] = d
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
-        hot = (base, f"{name}.{ns}.svc.{self.cfg.clusterset_zone}.")
-        self.table.set_owner(key, records.build(d, self.zones),
-                             self._tags_of(key), hot=hot)
+        cbase = f"{name}.{ns}.svc.{self.cfg.clusterset_zone}."
+        recs = records.build(d, self.zones)
+        self.table.set_owner(key, recs, self._tags_of(key), hot=(base, cbase))
+        self.table.set_bare_names(key, _existing(d, base, cbase, recs))
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
             log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
                      _label(d), d.reason)
@@ -168,6 +176,21 @@ class Compiler:
             if self.cfg.pods != "disabled":
                 names.append(f"{ns}.pod.{z}.")
         names.append(f"svc.{self.cfg.clusterset_zone}.")
+        # An existing namespace is NODATA in the clusterset zone too, imports or not (as
+        # CoreDNS's multicluster support answers it).
         names += [f"{ns}.svc.{self.cfg.clusterset_zone}."
-                  for ns in {k[0] for k in self.store.imports}]
+                  for ns in self.store.namespaces | {k[0] for k in self.store.imports}]
         self.table.set_bare_names("namespaces", names)
+
+
+def _existing(d: Decision, base: str, cbase: str, recs: records.Records) -> list[str]:
+    """Service names that exist with no address to give (NODATA, never NXDOMAIN): a
+    ClusterIP Service's or ClusterSetIP import's name always exists; headless names
+    follow CoreDNS and the MCS spec (no ready endpoint: NXDOMAIN)."""
+    out = []
+    if ((d.service is not None and d.service.type == "ClusterIP")
+            or (d.imp is not None and d.imp.type == "ClusterSetIP")) and base not in recs:
+        out.append(base)
+    if d.imp is not None and d.imp.type == "ClusterSetIP" and cbase not in recs:
+        out.append(cbase)
+    return out

@@ -10,7 +10,6 @@ import time
 
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.health import Decision
-from mcdns.answers.records import import_ips
 
 
 def explain(compiler: Compiler, qname: str) -> list[str]:
@@ -43,10 +42,12 @@ def _decision(d: Decision) -> list[str]:
     if d.imp is None:
         out.append("import=absent")
     else:
-        by_cluster = ",".join(f"{c}:{n}" for c, n in d.remote.ready_by_cluster) or "unknown"
-        derived = " via derived-" + d.name if not d.imp.ips and d.derived else ""
-        out.append(f"import=present type={d.imp.type} ips={','.join(import_ips(d)) or '-'}"
-                   f"{derived} ready_by_cluster={by_cluster}")
+        r = d.remote
+        by_cluster = ",".join(f"{c}:{n}" for c, n in r.ready_by_cluster) or "unknown"
+        via = f" from={r.via}" if r.via else ""
+        ready = "" if r.condition_ready else " condition=Ready=False"
+        out.append(f"import=present type={d.imp.type} ips={','.join(r.ips) or '-'}{via}"
+                   f"{ready} ready_by_cluster={by_cluster} own_slices={len(r.own)}")
     return out
 
 

@@ -29,6 +29,24 @@ def name_wire(name: str) -> bytes:
 _LEN = [bytes((n,)) for n in range(256)]
 
 
+def fits(name: str) -> bool:
+    """True when the absolute name (text, trailing dot optional) fits a DNS message: 255
+    octets at most in wire form, every label 1-63 octets."""
+    text = name.rstrip(".")
+    if len(text) > 253:
+        return False
+    return not text or all(0 < len(label) <= 63 for label in text.split("."))
+
+
+def ptr_targets(targets: list[bytes] | tuple[bytes, ...], zone: bytes) -> list[bytes]:
+    """The PTR targets an address keeps (wire names): those in ``zone`` (the cluster
+    zone's wire form) when there are any, else all. A derived Service's ClusterIP or a
+    mirrored pod IP is named in the cluster zone only, not also in the clusterset zone;
+    a pod in two Services keeps both names, as CoreDNS answers."""
+    preferred = [t for t in targets if zone and t.endswith(zone)]
+    return preferred or list(targets)
+
+
 def name_text(wire: bytes) -> str:
     """Text form of a wire name ("a.b.")."""
     labels, i = [], 0
@@ -73,7 +91,7 @@ def txt(*strings: str) -> bytes:
 
 
 def soa(zone: str, serial: int, ttl: int) -> bytes:
-    """SPEC §7: ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 <ttl>."""
+    """The zone's SOA: ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 <ttl>."""
     return (name_wire(f"ns.dns.{zone}.") + name_wire(f"hostmaster.{zone}.")
             + struct.pack(">IIIII", serial, 7200, 1800, 86400, ttl))
 

@@ -6,13 +6,20 @@ per query. ``table.AnswerTable`` turns it into pre-encoded answers.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
 from mcdns.answers import rdata
 from mcdns.answers.health import IMPORT, LOCAL, Decision
 from mcdns.answers.rdata import T_CNAME, T_PTR, T_SRV
+from mcdns.kube.names import is_dns1123_subdomain
 from mcdns.model import Endpoint, EndpointSlice, Port
+
+log = logging.getLogger("mcdns.answers")
+REPORTED_MAX = 1024  # names too long to encode, logged once each (then no more)
+_reported: set[str] = set()
 
 Records = dict[str, dict[int, list[bytes]]]
 """Lower-case absolute name (trailing dot) -> qtype -> rdata in wire form."""
@@ -27,37 +34,57 @@ class Zones:
 
 
 class RecordSet:
-    """Records being collected for one owner, with helpers for the common shapes."""
+    """Records being collected for one owner, with helpers for the common shapes.
 
-    def __init__(self) -> None:
+    A name that cannot be encoded (over 255 octets: a long hostname, cluster id, service
+    and namespace together) is left out with everything that points to it, and logged
+    once: one such name must not make the whole answer malformed."""
+
+    def __init__(self, ptr_zone: str = "") -> None:
         # name -> qtype -> rdata, as insertion-ordered dicts (sets that keep order)
         self.data: dict[str, dict[int, dict[bytes, None]]] = defaultdict(
             lambda: defaultdict(dict))
         self.srv_candidates: dict[str, int] = defaultdict(int)
+        self.ptr_zone = rdata.name_wire(ptr_zone) if ptr_zone else b""
 
     def add(self, name: str, qtype: int, rd: bytes) -> None:
-        self.data[name][qtype][rd] = None
+        if _fits(name):
+            self.data[name][qtype][rd] = None
 
     def address(self, name: str, ip: str, ptr: bool = True) -> None:
         self.add(name, *rdata.address(ip))
-        if ptr:
+        if ptr and _fits(name):
             self.add(rdata.reverse_name(ip), T_PTR, rdata.name(name))
 
     def srv(self, name: str, port: int, target: str) -> None:
-        self.srv_candidates[name] += 1
-        self.add(name, T_SRV, rdata.srv(0, 0, port, target))  # weight set in finish()
+        if _fits(name) and _fits(target):
+            self.srv_candidates[name] += 1
+            self.add(name, T_SRV, rdata.srv(0, 0, port, target))  # weight set in finish()
 
     def finish(self) -> Records:
         """CoreDNS's SRV weights: 100/n per name, n counting the candidates before
-        duplicates were merged (one per address and port), at least 1."""
+        duplicates were merged (one per address and port), at least 1. PTR names of one
+        address name's zone: the cluster zone's names win (rdata.ptr_targets)."""
         out: Records = {}
         for name, types in self.data.items():
             sets = {t: list(rds) for t, rds in types.items()}
             if T_SRV in sets:
                 weight = max(1, 100 // self.srv_candidates[name])
                 sets[T_SRV] = [rdata.srv_with_weight(rd, weight) for rd in sets[T_SRV]]
+            if len(sets.get(T_PTR, ())) > 1:
+                sets[T_PTR] = rdata.ptr_targets(sets[T_PTR], self.ptr_zone)
             out[name] = sets
         return out
+
+
+def _fits(name: str) -> bool:
+    """True when ``name`` can be encoded (255 octets at most); else logged, once."""
+    if rdata.fits(name):
+        return True
+    if name not in _reported and len(_reported) < REPORTED_MAX:
+        _reported.add(name)
+        log.warning("name left out: over 255 octets: %s", name)
+    return False
 
 
 def service_key(labels: list[str], zone: str) -> tuple[str, str] | None:
@@ -70,8 +97,10 @@ def service_key(labels: list[str], zone: str) -> tuple[str, str] | None:
 
 
 def dashed(ip: str) -> str:
-    """Endpoint name from an IP, as CoreDNS makes it (1.2.3.4 -> 1-2-3-4, :: -> -)."""
-    return ip.replace(".", "-").replace(":", "-")
+    """Endpoint name from an IP, as CoreDNS (1.12.3 and later) makes it: 1.2.3.4 ->
+    1-2-3-4, ':' -> '-', and a trailing '-' (an address ending in '::') gets a '0'."""
+    name = ip.replace(".", "-").replace(":", "-")
+    return name + "0" if name.endswith("-") else name
 
 
 def endpoint_label(ep: Endpoint, ip: str) -> str:
@@ -90,7 +119,7 @@ def _ready(slices: tuple[EndpointSlice, ...] | list[EndpointSlice]
 
 def build(d: Decision, zones: Zones) -> Records:
     """All records of service ``d.namespace/d.name`` in both zones."""
-    rs = RecordSet()
+    rs = RecordSet(zones.cluster + ".")
     base = f"{d.name}.{d.namespace}.svc.{zones.cluster}.".lower()
     svc = d.service
     # Endpoint names of the local Service exist whatever the decision (CoreDNS serves
@@ -116,7 +145,8 @@ def _local(rs: RecordSet, d: Decision, base: str,
     svc = d.service
     assert svc is not None
     if svc.type == "ExternalName":
-        rs.add(base, T_CNAME, rdata.name(svc.external_name + "."))
+        if not _is_ip(svc.external_name):  # an IP is no name to point to: NXDOMAIN
+            rs.add(base, T_CNAME, rdata.name(svc.external_name + "."))
         return
     if svc.type == "ClusterIP":
         _cluster_ip(rs, base, svc.cluster_ips, svc.ports)
@@ -140,50 +170,64 @@ def _cluster_ip(rs: RecordSet, base: str, ips: tuple[str, ...], ports: tuple[Por
                 rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, base)
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def import_ips(d: Decision) -> tuple[str, ...]:
-    """The import's IPs, else the ClusterIP of Karmada's derived- Service."""
-    if d.imp is None:
-        return ()
-    if d.imp.ips:
-        return d.imp.ips
-    if d.derived is not None and d.derived.type == "ClusterIP":
-        return d.derived.cluster_ips
-    return ()
+    """The addresses a ClusterSetIP import answers with in the cluster zone."""
+    return d.remote.ips
 
 
 def _import_cluster_zone(rs: RecordSet, d: Decision, base: str, zones: Zones) -> None:
     imp = d.imp
     assert imp is not None
     if imp.type == "ClusterSetIP":
-        _cluster_ip(rs, base, import_ips(d), imp.ports, ptr=False)
+        _cluster_ip(rs, base, d.remote.ips, imp.ports, ptr=False)
         return
     cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
+    clusters = {id(s): _cluster_label(s, d) for s in d.remote.slices}
     for s, ep, ip in _ready(d.remote.slices):
         rs.address(base, ip, ptr=False)
-        if s.cluster:
-            target = f"{endpoint_label(ep, ip)}.{s.cluster.lower()}.{cbase}"
+        cluster = clusters[id(s)]
+        if cluster:
+            target = f"{endpoint_label(ep, ip)}.{cluster}.{cbase}"
             for p in s.ports:
                 rs.srv(base, p.port, target)
                 if p.name:
                     rs.srv(f"_{p.name.lower()}.{_proto(p)}.{base}", p.port, target)
 
 
+def _cluster_label(s: EndpointSlice, d: Decision) -> str:
+    """The cluster id naming a slice's endpoints in the clusterset zone (this cluster's
+    id for its own slices that name none), or "" when there is none that is a DNS name."""
+    own = any(x is s for x in d.remote.own)
+    cluster = (s.cluster or (d.remote.cluster_id if own else "")).lower()
+    return cluster if cluster and is_dns1123_subdomain(cluster) else ""
+
+
 def _clusterset(rs: RecordSet, d: Decision, zones: Zones) -> None:
-    """MCS DNS specification records for the import (SPEC §6)."""
+    """MCS DNS specification records for the import: every cluster's, this one's too."""
     imp = d.imp
     assert imp is not None
     cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
     if imp.type == "ClusterSetIP":
-        _cluster_ip(rs, cbase, import_ips(d), imp.ports)
+        _cluster_ip(rs, cbase, d.remote.clusterset_ips, imp.ports)
         return
-    for s, ep, ip in _ready(d.remote.slices):
+    every = (*d.remote.slices, *d.remote.own)
+    clusters = {id(s): _cluster_label(s, d) for s in every}
+    for s, ep, ip in _ready(every):
         rs.address(cbase, ip, ptr=False)
-        if not s.cluster:
+        cluster = clusters[id(s)]
+        if not cluster:
             continue
-        target = f"{endpoint_label(ep, ip)}.{s.cluster.lower()}.{cbase}"
+        target = f"{endpoint_label(ep, ip)}.{cluster}.{cbase}"
         rs.address(target, ip)
         for p in s.ports:
             rs.srv(cbase, p.port, target)
             if p.name:
                 rs.srv(f"_{p.name.lower()}.{_proto(p)}.{cbase}", p.port, target)
-

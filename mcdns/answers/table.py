@@ -248,8 +248,9 @@ class AnswerTable:
 
     def __init__(self, zones: Iterable[str], ttl: int, owner_of: OwnerOfFn | None = None,
                  records_of: RecordsOfFn | None = None,
-                 tags_of: TagsOfFn | None = None) -> None:
+                 tags_of: TagsOfFn | None = None, ptr_zone: str = "") -> None:
         self.ttl = ttl
+        self.ptr_zone = name_wire(ptr_zone + ".") if ptr_zone else b""  # its PTR names win
         self.zones: list[Zone] = sorted(
             (Zone(z, name_wire(z + "."), ttl, reverse=z == "arpa" or z.endswith(".arpa"))
              for z in zones), key=lambda z: -len(z.wire))
@@ -339,7 +340,7 @@ class AnswerTable:
         if held is not None:
             owners = held.owners if isinstance(held, _Holders) else [held]
             by_owner = {o: self._built_records(o).get(wire, {}) for o in owners}
-            sets = by_owner[owners[0]] if len(owners) == 1 else _merge(by_owner)
+            sets = by_owner[owners[0]] if len(owners) == 1 else _merge(by_owner, self.ptr_zone)
             return True, sets, owners[0]
         if self.owner_of is None or self.records_of is None:
             return False, {}, None
@@ -562,7 +563,7 @@ class AnswerTable:
                                      else self.rrsets(wire))
             shared.by_owner[owner] = sets
             self.names[wire] = held = shared
-        self._pending[wire] = _merge(held.by_owner)
+        self._pending[wire] = _merge(held.by_owner, self.ptr_zone)
 
     def _release(self, wire: bytes, owner: Owner) -> None:
         held = self.names.get(wire)
@@ -573,7 +574,7 @@ class AnswerTable:
                 self.names[wire] = last
                 self._pending[wire] = sets
             else:
-                self._pending[wire] = _merge(held.by_owner)
+                self._pending[wire] = _merge(held.by_owner, self.ptr_zone)
         elif held == owner:
             del self.names[wire]
             self._pending[wire] = {}
@@ -690,12 +691,18 @@ class AnswerTable:
             self.ents.pop(wire, None)
 
 
-def _merge(by_owner: Mapping[Owner, RRsets]) -> RRsets:
+def _merge(by_owner: Mapping[Owner, RRsets], ptr_zone: bytes) -> RRsets:
+    """One name's records from several owners. The PTR names of an address held by
+    several (a derived Service's ClusterIP is also its import's clusterset address; a
+    pod IP can be mirrored by an import): the cluster zone's win (rdata.ptr_targets)."""
     out: dict[int, dict[bytes, None]] = {}
     for owner in sorted(by_owner, key=repr):
         for qtype, rds in by_owner[owner].items():
             out.setdefault(qtype, {}).update(dict.fromkeys(rds))
-    return {t: tuple(v) for t, v in out.items()}
+    merged = {t: tuple(v) for t, v in out.items()}
+    if len(merged.get(T_PTR, ())) > 1:
+        merged[T_PTR] = tuple(rd.ptr_targets(merged[T_PTR], ptr_zone))
+    return merged
 
 
 def _is_label_boundary(wire_name: bytes, suffix: bytes) -> bool:

@@ -12,6 +12,13 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from mcdns import shapes
+from mcdns.kube.names import (
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_label_value,
+)
 from mcdns.model import (
     ClusterProperty,
     Endpoint,
@@ -24,19 +31,11 @@ from mcdns.model import (
     Slim,
 )
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MCS_SERVICE_LABEL = "multicluster.kubernetes.io/service-name"
-MCS_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
-MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
-KARMADA_PROVISION = "endpointslice.karmada.io/provision-cluster"
-KARMADA_DISPATCH = "endpointslice-dispatch-controller.karmada.io"
-KARMADA_IMPORT = "endpointslice-controller.karmada.io"
-KARMADA_IMPORTED_PREFIX = "imported-"
-DERIVED_PREFIX = "derived-"
 POLICY_ANNOTATION = "mcdns.io/policy"
 MIN_READY_ANNOTATION = "mcdns.io/min-ready"
-CLUSTER_ID_PROPERTY = "cluster.clusterset.k8s.io"
+CLUSTER_ID_PROPERTY = shapes.CLUSTER_ID_PROPERTY
 POLICIES = ("local-first", "local-only", "import-first")
+LOCAL_ONLY = "local-only"
 
 MAX_PORTS = 1000
 ADDRESS_TYPES = {"IPv4": "IPv4", "IPv6": "IPv6", "FQDN": "FQDN"}
@@ -45,8 +44,15 @@ _PORTS: dict[tuple[str, int, str], Port] = {}
 _PORT_TUPLES: dict[tuple[Port, ...], tuple[Port, ...]] = {}
 MAX_ENDPOINTS = 10000
 MAX_ADDRESSES = 100  # per endpoint, as the API server allows
-MAX_NAME = 253
 MAX_LABEL = 63
+# The name rule of each kind, as the API server applies it (mcdns.kube.names).
+NAME_RULES = {
+    Kind.SERVICE: ("DNS-1035 label", is_dns1035_label),
+    Kind.NAMESPACE: ("DNS-1123 label", is_dns1123_label),
+    Kind.SLICE: ("DNS-1123 subdomain", is_dns1123_subdomain),
+    Kind.IMPORT: ("DNS-1123 subdomain", is_dns1123_subdomain),
+    Kind.CLUSTER_PROPERTY: ("DNS-1123 subdomain", is_dns1123_subdomain),
+}
 
 KINDS: dict[str, Kind] = {k.value: k for k in Kind}
 
@@ -76,15 +82,13 @@ def reduce(obj: Mapping[str, Any], kind: Kind | None = None) -> Slim:
     ns = meta.get("namespace", "") or ""
     where = f"{kind.value if kind else obj.get('kind')} {ns + '/' if ns else ''}{name}"
     try:
-        if not isinstance(name, str) or not _is_label_name(name, MAX_NAME):
-            raise ReduceError(f"metadata.name {name!r} is not a valid name")
-        if (ns and not _is_label_name(ns, MAX_LABEL)) or "." in ns:
-            raise ReduceError(f"metadata.namespace {ns!r} is not a valid namespace")
-        if kind in (Kind.SERVICE, Kind.IMPORT, Kind.NAMESPACE) and (
-                len(name) > MAX_LABEL or "." in name):
-            # These names become one label of a DNS name: a dot would let an object
-            # answer for another's names (a Service "pod-0.db" for db's pod-0).
-            raise ReduceError(f"metadata.name {name!r} is not a DNS label")
+        rule, valid = NAME_RULES[kind] if kind else ("DNS-1123 subdomain",
+                                                      is_dns1123_subdomain)
+        if not isinstance(name, str) or not valid(name):
+            raise ReduceError(f"metadata.name {name!r} is not a valid name (a {rule})")
+        if ns and not is_dns1123_label(ns):
+            raise ReduceError(f"metadata.namespace {ns!r} is not a valid namespace "
+                              "(a DNS-1123 label)")
         # Namespaces and service names repeat across objects (and every slice names its
         # service): one string each, shared, instead of one per object.
         ns = sys.intern(ns)
@@ -111,10 +115,11 @@ def _get(obj: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if v is None else v
 
 
-def _is_label_name(name: str, limit: int) -> bool:
-    if not 0 < len(name) <= limit:
-        return False
-    return all(0 < len(p) <= MAX_LABEL for p in name.split("."))
+def _is_domain(name: str) -> bool:
+    """A DNS name of labels of 1-63 octets, 253 characters at most (any characters:
+    an ExternalName is only checked by the API server for being a DNS-1123 subdomain,
+    but mcdns only needs to be able to encode it)."""
+    return 0 < len(name) <= 253 and all(0 < len(p) <= MAX_LABEL for p in name.split("."))
 
 
 def _annotation_policy(meta: Mapping[str, Any]) -> tuple[str | None, int | None]:
@@ -187,9 +192,11 @@ def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
     ports = _ports(_get(spec, "ports", []), "spec.ports")
     if stype == "ExternalName":
         ext = spec.get("externalName")
-        if not isinstance(ext, str) or not _is_label_name(ext.rstrip("."), MAX_NAME):
+        if not isinstance(ext, str) or not _is_domain(ext.rstrip(".")):
             raise ReduceError(f"spec.externalName {ext!r} is not a domain name")
         return Service(ns, name, "ExternalName", "", ext.rstrip("."), ports, policy, min_ready)
+    if policy is None and spec.get("internalTrafficPolicy") == "Local":
+        policy = LOCAL_ONLY  # the standard field: no fallback, unless the annotation says so
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     if raw_ips and raw_ips[0] == "None":
         return Service(ns, name, "Headless", "", "", ports, policy, min_ready)
@@ -201,22 +208,11 @@ def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
 def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
     meta = obj["metadata"]
     labels = _get(meta, "labels", {})
-    ann = _get(meta, "annotations", {})
-    service = sys.intern(str(labels.get(SERVICE_NAME_LABEL, "")))
-    mcs_service = sys.intern(str(labels.get(MCS_SERVICE_LABEL, "")))
-    managed_by = labels.get(MANAGED_BY) or ann.get(MANAGED_BY) or ""
-    provision = ann.get(KARMADA_PROVISION) or labels.get(KARMADA_PROVISION) or ""
-    cluster = ""
-    local = True
-    if mcs_service:
-        local = False
-        cluster = str(labels.get(MCS_CLUSTER_LABEL, ""))
-    if provision or managed_by in (KARMADA_DISPATCH, KARMADA_IMPORT):
-        local = False
-        cluster = str(provision) or cluster or _karmada_cluster(name, service)
-    if (cluster and not _is_label_name(cluster, MAX_LABEL)) or "." in cluster:
-        raise ReduceError(f"source cluster {cluster!r} is not a DNS label")
-    cluster = sys.intern(cluster)
+    for key in shapes.SLICE_LABELS:  # the labels mcdns reads, checked as the API server does
+        value = labels.get(key)
+        if value is not None and not (isinstance(value, str) and is_label_value(value)):
+            raise ReduceError(f"label {key}={value!r} is not a valid label value")
+    facts = shapes.slice_facts(name, ns, labels, _get(meta, "annotations", {}))
     addr_type = obj.get("addressType") or "IPv4"
     if addr_type not in ADDRESS_TYPES:
         raise ReduceError(f"addressType {addr_type!r} is not IPv4, IPv6 or FQDN")
@@ -242,27 +238,14 @@ def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
                 if ipaddress.ip_address(a).version != want:
                     raise ReduceError(f"endpoints[{i}]: {a} in an {addr_type} slice")
         hostname = ep.get("hostname") or ""
-        if hostname and not (isinstance(hostname, str) and _is_label_name(hostname, MAX_LABEL)
-                             and "." not in hostname):
-            raise ReduceError(f"endpoints[{i}].hostname {hostname!r} is not a DNS label")
+        if hostname and not (isinstance(hostname, str) and is_dns1123_label(hostname)):
+            raise ReduceError(f"endpoints[{i}].hostname {hostname!r} is not a DNS-1123 label")
         ready = _get(ep, "conditions", {}).get("ready")
         eps.append(Endpoint(addrs[0] if addrs else "", hostname, ready is None or bool(ready),
                             tuple(addrs[1:])))
     ports = _ports(_get(obj, "ports", []), "ports")
-    return EndpointSlice(ns, name, service, mcs_service, cluster, local, addr_type, ports,
-                         tuple(eps))
-
-
-def _karmada_cluster(slice_name: str, service: str) -> str:
-    """Cluster of a Karmada ``imported-<cluster>-<original slice>`` name, best effort."""
-    if not slice_name.startswith(KARMADA_IMPORTED_PREFIX):
-        return ""
-    rest = slice_name[len(KARMADA_IMPORTED_PREFIX):]
-    original = service.removeprefix(DERIVED_PREFIX)
-    cut = rest.find("-" + original + "-") if original else -1
-    if cut > 0:
-        return rest[:cut]
-    return rest.split("-", 1)[0]
+    return EndpointSlice(ns, name, facts.service, facts.mcs_service, facts.cluster,
+                         facts.origin, addr_type, ports, tuple(eps))
 
 
 def _import(obj: Mapping[str, Any], ns: str, name: str) -> ServiceImport:
@@ -280,7 +263,13 @@ def _import(obj: Mapping[str, Any], ns: str, name: str) -> ServiceImport:
     itype = field("type") or "ClusterSetIP"
     if itype not in ("ClusterSetIP", "Headless"):
         raise ReduceError(f"spec.type {itype!r} is not ClusterSetIP or Headless")
-    policy, min_ready = _annotation_policy(obj["metadata"])
+    meta = obj["metadata"]
+    policy, min_ready = _annotation_policy(meta)
     ips = _ips(field("ips") or [], "spec.ips")
     ports = _ports(field("ports") or [], "spec.ports")
-    return ServiceImport(ns, name, itype, ips, ports, policy, min_ready)
+    derived, ready = shapes.import_facts(_get(meta, "annotations", {}), status)
+    if derived and not is_dns1035_label(derived):
+        raise ReduceError(f"annotation {shapes.DERIVED_ANNOTATION}={derived!r} is not a "
+                          "Service name")
+    return ServiceImport(ns, name, itype, ips, ports, policy, min_ready, sys.intern(derived),
+                         ready)

@@ -50,8 +50,10 @@ ENDPOINTSLICES = Resource("endpointslices", Kind.SLICE, "discovery.k8s.io", ("v1
 NAMESPACES = Resource("namespaces", Kind.NAMESPACE, "", ("v1",), False, False)
 SERVICEIMPORTS = Resource("serviceimports", Kind.IMPORT, "multicluster.x-k8s.io",
                           ("v1beta1", "v1alpha1"), True, True)
+# about-api serves v1alpha1 and v1beta1 (its storage version: kubernetes-sigs/about-api
+# config/crd/about.k8s.io_clusterproperties.yaml)
 CLUSTERPROPERTIES = Resource("clusterproperties", Kind.CLUSTER_PROPERTY, "about.k8s.io",
-                             ("v1alpha1",), False, True)
+                             ("v1beta1", "v1alpha1"), False, True)
 
 ALL: tuple[Resource, ...] = (NAMESPACES, SERVICES, ENDPOINTSLICES, SERVICEIMPORTS,
                              CLUSTERPROPERTIES)

@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mcdns.kube.reduce import CLUSTER_ID_PROPERTY, DERIVED_PREFIX
 from mcdns.model import (
     ClusterProperty,
     EndpointSlice,
@@ -25,6 +24,7 @@ from mcdns.model import (
     ServiceImport,
     Slim,
 )
+from mcdns.shapes import CLUSTER_ID_PROPERTY, DERIVED_PREFIX
 
 
 @dataclass(slots=True)
@@ -59,6 +59,11 @@ class Store:
         # very tuple instead of a copy); the same for the MCS label.
         self.slices_by_service: dict[Key, tuple[EndpointSlice, ...]] = {}
         self.slices_by_mcs: dict[Key, tuple[EndpointSlice, ...]] = {}
+        # (namespace, annotated derived Service name) -> the import naming it, so that a
+        # change to a derived Service or its slices recompiles the import's names. Only
+        # imports that name theirs (mcs-api, Cilium: a hash) are here; Karmada's
+        # derived-<name> is found from the name itself.
+        self.derived_of: dict[Key, str] = {}
         self.generation = 0
         self.last_change = 0.0  # wall time of the last committed change
         self.last_contact = 0.0  # wall time a source last heard from its backend
@@ -110,6 +115,11 @@ class Store:
             case EndpointSlice():
                 return self._put_slice(obj, event_time)
             case ServiceImport():
+                old = self.imports.get(obj.key)
+                if old is not None and old.derived and old.derived != obj.derived:
+                    self.derived_of.pop((old.namespace, old.derived), None)
+                if obj.derived:
+                    self.derived_of[(obj.namespace, obj.derived)] = obj.name
                 return self._put(self.imports, obj, event_time)
             case Namespace():
                 if obj.name in self.explicit_namespaces:
@@ -132,6 +142,9 @@ class Store:
             case Kind.SERVICE:
                 return self._drop(self.services, key, event_time)
             case Kind.IMPORT:
+                imp = self.imports.get(key)
+                if imp is not None and imp.derived:
+                    self.derived_of.pop((imp.namespace, imp.derived), None)
                 return self._drop(self.imports, key, event_time)
             case Kind.SLICE:
                 old = self.slices.pop(key, None)
@@ -196,7 +209,10 @@ class Store:
         pending = self._note(event_time)
         pending.services.add(key)
         ns, name = key
-        if name.startswith(DERIVED_PREFIX):
+        importer = self.derived_of.get(key)
+        if importer is not None:
+            pending.services.add((ns, importer))
+        elif name.startswith(DERIVED_PREFIX):
             pending.services.add((ns, name[len(DERIVED_PREFIX):]))
 
     def _touch_slice(self, s: EndpointSlice, event_time: float | None) -> None:
