@@ -98,13 +98,14 @@ IMPLS: dict[str, Impl] = {
         nxdomain(f"fd00-10-244-2--.db.default.{Z}", "AAAA"),
         nxdomain(f"db-2.db.default.{Z}", "AAAA"),  # terminating: not ready
         (f"db.default.{CS}", "AAAA", "NOERROR",
-         a(f"db.default.{CS}", "fd00:10:1::30", "fd00:10:1::31", "fd00:10:1::32")),
+         a(f"db.default.{CS}", "fd00:10:1::30", "fd00:10:1::31", "fd00:10:1::32",
+           "fd00:10:1::33")),
         (f"db-0.cluster-a.east.db.default.{CS}", "AAAA", "NOERROR",
          a(f"db-0.cluster-a.east.db.default.{CS}", "fd00:10:1::30")),
         nodata(f"cluster-a.east.db.default.{CS}", "AAAA"),  # MUST NOT resolve
         nodata(f"east.db.default.{CS}", "AAAA"),
-        srv(f"_pg._tcp.db.default.{CS}", 33, 5432,
-            *(f"db-{i}.cluster-a.east.db.default.{CS}" for i in range(3))),
+        srv(f"_pg._tcp.db.default.{CS}", 25, 5432,
+            *(f"db-{i}.cluster-a.east.db.default.{CS}" for i in range(4))),
         nodata(f"quiet.{CS}"),
         nxdomain(f"nosuch.{CS}"),
         ptr("7.200.96.10.in-addr.arpa.", f"derived-iuq6ea9f4j.default.{Z}"),
