@@ -18,21 +18,30 @@ import signal
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
+from mcdns.answers.rdata import name_text
 from mcdns.config import Config, ConfigError, HostPort, load
-from mcdns.dns.handler import Forwarder, Handler
+from mcdns.dns.handler import Handler
+from mcdns.dns.hooks import HandleFn
 from mcdns.dns.rrl import RRL
-from mcdns.dns.server import HandleFn, Listeners
+from mcdns.dns.server import Listeners
+from mcdns.histogram import LATENCY_BOUNDS, Histogram
+from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
-from mcdns.kube.source import KubeSource, load_client_config, source_names
 from mcdns.logs import setup_logging
-from mcdns.ops.histogram import LATENCY_BOUNDS, Histogram
+from mcdns.ops.http import HTTPServer
+from mcdns.ops.metrics import Parts
+from mcdns.proto import RCODE_NAMES, TYPE_NAMES
+from mcdns.resolver.resolver import Resolver
 from mcdns.state.statefile import SOURCE as STATE_SOURCE
 from mcdns.state.statefile import StateFileSource
 from mcdns.state.store import Store
+
+if TYPE_CHECKING:  # imported when used: a state file never needs the API client
+    from mcdns.kube.source import KubeSource
 
 log = logging.getLogger("mcdns")
 
@@ -49,7 +58,7 @@ class App:
     """One mcdns server process's parts, started and stopped together."""
 
     def __init__(self, cfg: Config, store: Store | None = None,
-                 forwarder: Forwarder | None = None, sources: bool = True,
+                 forwarder: Resolver | None = None, sources: bool = True,
                  kube_settings: WatchSettings | None = None,
                  overrides: Mapping[str, Any] | None = None) -> None:
         """``sources=False`` runs without a state file or API (tests feed the store);
@@ -61,8 +70,6 @@ class App:
         self.store = store or Store(self._sources(cfg) if sources else ())
         self.compiler = Compiler(cfg, self.store)
         if forwarder is None and cfg.role == "resolver":
-            from mcdns.resolver import Resolver
-
             forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
         self.forwarder = forwarder
         self.handler = Handler(cfg, self.compiler, forwarder)
@@ -75,7 +82,7 @@ class App:
         self.listeners = Listeners(cfg, self._handle_fn(),
                                    rate_limit=self.rrl.check if self.rrl else None,
                                    latency=self.latency, needs_peer=self._needs_peer())
-        self.http: Any = None
+        self.http: HTTPServer | None = None
         self.state_source: StateFileSource | None = None
         self.kube: KubeSource | None = None
         self.tasks: list[asyncio.Task[Any]] = []
@@ -102,6 +109,13 @@ class App:
             return "kubernetes:" + (self.cfg.kubeconfig or "in-cluster")
         return "none"
 
+    def _metric_parts(self) -> Parts:
+        return Parts(zones=tuple(z.name for z in self.compiler.table.zones),
+                     queries=self.compiler.table.slots, latency=self.latency,
+                     compiler=self.compiler, store=self.store,
+                     kube=self.kube.stats if self.kube is not None else None,
+                     resolver=self.forwarder)
+
     @property
     def addresses(self) -> list[HostPort]:
         return self.listeners.addresses
@@ -113,14 +127,15 @@ class App:
             self.state_source.load()
             self.tasks.append(asyncio.create_task(self.state_source.run(), name="state-file"))
         elif self.run_sources:
+            # The API client is imported only here: a state file never needs it.
+            from mcdns.kube.source import KubeSource, load_client_config
+
             conf = await load_client_config(self.cfg)  # ClientConfigError: the CLI exits 2
             self.kube = KubeSource(self.cfg, self.store, self.kube_settings, client_config=conf)
             self.tasks.append(asyncio.create_task(self.kube.run(), name="kube"))
         await self.listeners.start(reuse_port)
         if self.cfg.http is not None:
-            from mcdns.ops.http import HTTPServer
-
-            self.http = HTTPServer(self, self.cfg.http)
+            self.http = HTTPServer(self.cfg.http, self._metric_parts(), lambda: self.stopping)
             await self.http.start()
         if self.cfg.config_file:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="config-file"))
@@ -141,7 +156,7 @@ class App:
         self.tasks.clear()
         if self.http is not None:
             await self.http.stop()
-        if self.forwarder is not None and hasattr(self.forwarder, "close"):
+        if self.forwarder is not None:
             await self.forwarder.close()
 
     # ---- reload ---------------------------------------------------------------------------
@@ -178,9 +193,8 @@ class App:
         self.listeners.set_handle(self._handle_fn(), self._needs_peer())
         self.handler.reconfigure(new)
         self.compiler.reconfigure(new)
-        reconfigure = getattr(self.forwarder, "reconfigure", None)
-        if reconfigure is not None:  # the Resolver: max_udp_size, upstream_timeout
-            reconfigure(new)
+        if self.forwarder is not None:  # max_udp_size, upstream_timeout
+            self.forwarder.reconfigure(new)
         log.info("config reloaded: changed %s", ", ".join(changed))
 
     async def _watch_config(self) -> None:
@@ -234,9 +248,6 @@ class QueryLog:
 
 
 def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
-    from mcdns.answers.rdata import name_text
-    from mcdns.ops.metrics import RCODES, TYPES
-
     end = wire.find(0, 12) + 1
     if not end or end + 4 > len(wire):
         return
@@ -246,8 +257,8 @@ def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
         return
     qtype = int.from_bytes(wire[end:end + 2], "big")
     log.info("query client=%s proto=%s name=%s type=%s rcode=%s size=%d", peer,
-             "tcp" if tcp else "udp", name, TYPES.get(qtype, qtype),
-             RCODES.get(resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-", len(resp))
+             "tcp" if tcp else "udp", name, TYPE_NAMES.get(qtype, qtype),
+             RCODE_NAMES.get(resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-", len(resp))
 
 
 async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ from typing import Any
 
 from mcdns import __version__
 from mcdns.config import POLICIES, ROLES, Config, ConfigError, load, parse_hostport
-from mcdns.kube.source import ClientConfigError
+from mcdns.kube.settings import ClientConfigError
 from mcdns.logs import setup_logging
 from mcdns.state.statefile import StateError, read_objects, reduce_all
 

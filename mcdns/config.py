@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from mcdns.kube.names import is_dns1123_label, is_dns1123_subdomain
+from mcdns.objects.names import is_dns1123_label, is_dns1123_subdomain
 
 ROLES = ("stub", "resolver")
 POLICIES = ("local-first", "local-only", "import-first")

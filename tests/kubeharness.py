@@ -18,8 +18,9 @@ from pathlib import Path
 from kubeapi import FakeKubeAPI
 
 from mcdns.config import Config
+from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
-from mcdns.kube.source import KubeSource, source_names
+from mcdns.kube.source import KubeSource
 from mcdns.state.store import Store
 
 FAST = WatchSettings(backoff_base=0.01, backoff_max=0.05, page_size=2, list_timeout=2.0,

@@ -291,7 +291,7 @@ def test_serial_changes_when_zone_data_changes(cluster: Running, tmp_path: Path)
     before = cluster.query("cluster.local.", "SOA").answer[0][0].serial
     cluster_before = cluster.query("clusterset.local.", "SOA").answer[0][0].serial
     store = cluster.app.store
-    from mcdns.kube.reduce import reduce
+    from mcdns.objects.reduce import reduce
 
     obj = service("newsvc", ip="10.96.9.9")
     cluster.call(lambda: (store.upsert(reduce(obj)), store.commit()))

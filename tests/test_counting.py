@@ -18,7 +18,7 @@ from conftest import DEMO_STATE, Running, make_config, needs, running
 from knot import ZONE, Knot
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcdns.resolver import Resolver
+from mcdns.resolver.resolver import Resolver
 
 SERVE_WEB = "web.default.svc.cluster.local."  # local, healthy in the demo state
 

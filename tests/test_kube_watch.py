@@ -22,7 +22,7 @@ from kubeapi import (
 from kubeharness import Running, running
 
 from mcdns.kube.http import _reason
-from mcdns.kube.reduce import CLUSTER_ID_PROPERTY
+from mcdns.objects.reduce import CLUSTER_ID_PROPERTY
 
 
 def run(coro: Awaitable[None], timeout: float = 20.0) -> None:

@@ -23,9 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from statebuild import endpoints, namespace, service, write
 
 from mcdns.answers.rdata import name_wire, reverse_name
-from mcdns.answers.table import _rev_key, _rev_wire
-from mcdns.kube.reduce import reduce
-from mcdns.model import Kind
+from mcdns.answers.revindex import rev_key as _rev_key
+from mcdns.answers.revindex import rev_wire as _rev_wire
+from mcdns.objects.model import Kind
+from mcdns.objects.reduce import reduce
 
 Z = "svc.cluster.local."
 STATE = [

@@ -17,9 +17,9 @@ from conftest import Running, make_config, running
 from statebuild import Obj, endpoints, namespace, service, service_import, write
 
 from mcdns.config import MAX_CONFIG_BYTES, ConfigError, read_file
-from mcdns.kube.names import SUBDOMAIN_MAX
-from mcdns.kube.reduce import MAX_PORTS, ReduceError, reduce
-from mcdns.model import EndpointSlice, Kind, Service
+from mcdns.objects.model import EndpointSlice, Kind, Service
+from mcdns.objects.names import SUBDOMAIN_MAX
+from mcdns.objects.reduce import MAX_PORTS, ReduceError, reduce
 from mcdns.state.statefile import MAX_STATE_BYTES, StateError, read_objects, reduce_all
 
 WEB = "web.default.svc.cluster.local."

@@ -349,7 +349,7 @@ class SlowUpstream(asyncio.DatagramProtocol):
 def test_resolver_stale_and_coalesced_metrics_move() -> None:
     """Every forwarded lookup is a cache hit, miss or stale hit; stale answers served and
     coalesced misses are counted as well."""
-    from mcdns.resolver import Resolver
+    from mcdns.resolver.resolver import Resolver
 
     now = [1000.0]  # the resolver's clock: expiry without sleeping for a TTL
 

@@ -28,7 +28,7 @@ from knot import MANY_COUNT, SOA_MINIMUM, WWW_TTL, ZONE, Knot
 
 from mcdns.app import App
 from mcdns.config import build
-from mcdns.resolver import Resolver
+from mcdns.resolver.resolver import Resolver
 from mcdns.resolver.upstream import PENALTY
 
 pytestmark = pytest.mark.timeout(60)
@@ -115,7 +115,7 @@ def test_answer_comes_from_upstream_then_from_cache(knot: Knot) -> None:
             assert first_ttl(again) == WWW_TTL - 42
             assert again.question[0].name.to_text() == f"WWW.{ZONE.upper()}."
             assert knot.queries() == before
-            assert res.hits == 1 and res.misses == 1 and res.entries == 1
+            assert res.stats.hits == 1 and res.stats.misses == 1 and res.entries == 1
 
     run(go)
 
@@ -136,7 +136,7 @@ def test_dig_gets_cached_answers_and_retries_big_ones_over_tcp(knot: Knot) -> No
 
             assert (await dig("+short", f"alias.{ZONE}")).split() == [f"www.{ZONE}.", "192.0.2.1"]
             assert (await dig("+short", f"alias.{ZONE}")).split() == [f"www.{ZONE}.", "192.0.2.1"]
-            assert res.hits == 1
+            assert res.stats.hits == 1
             text = await dig("+noedns", f"many.{ZONE}")
             assert "status: NOERROR" in text and "Truncated, retrying in TCP mode" in text
             assert text.count("198.51.100.") == MANY_COUNT
@@ -198,7 +198,7 @@ def test_upstream_stopped_stale_answers_and_fast_servfail() -> None:
                 clock.advance(WWW_TTL + 10)
                 stale = await ask(port, f"www.{ZONE}")
                 assert stale.rcode() == dns.rcode.NOERROR and first_ttl(stale) == 30
-                assert res.stale_served == 1
+                assert res.stats.stale_served == 1
                 asked = res.upstreams[0].stats.requests
                 again = await ask(port, f"www.{ZONE}")  # upstream known down: not asked
                 assert first_ttl(again) == 30 and res.upstreams[0].stats.requests == asked
@@ -313,7 +313,7 @@ def test_concurrent_identical_queries_go_upstream_once(knot: Knot) -> None:
             assert all(r.answer[0][0].address == "203.0.113.8" for r in replies)
             assert knot.queries() == before + 1
             assert res.upstreams[0].stats.requests == 1
-            assert res.coalesced + res.hits == 19
+            assert res.stats.coalesced + res.stats.hits == 19
 
     run(go)
 
@@ -329,7 +329,7 @@ def test_cache_never_exceeds_its_bound(knot: Knot) -> None:
                 assert res.entries <= 50
             assert res.entries == 50 and res.evictions == 70
             recent = await ask(port, f"n119.{ZONE}")
-            assert recent.answer and res.hits == 1  # the most recent names stay cached
+            assert recent.answer and res.stats.hits == 1  # the most recent names stay cached
 
     run(go)
 
@@ -346,7 +346,7 @@ def test_allow_list_refuses_other_clients(knot: Knot) -> None:
         async with serving(narrow) as port:
             reply = await ask(port, f"www.{ZONE}")
             assert reply.rcode() == dns.rcode.REFUSED
-            assert narrow.misses == 0
+            assert narrow.stats.misses == 0
 
     run(go)
 
@@ -362,7 +362,7 @@ def test_edns_do_bit_is_part_of_the_cache_key(knot: Knot) -> None:
             assert plain.rcode() == signed.rcode() == dns.rcode.NOERROR
             assert plain.edns == 0 and not plain.ednsflags & dns.flags.DO
             assert signed.ednsflags & dns.flags.DO
-            assert res.misses == 2 and res.entries == 2
+            assert res.stats.misses == 2 and res.entries == 2
 
     run(go)
 
@@ -388,11 +388,11 @@ def test_reloaded_max_udp_size_applies_to_cached_and_new_answers(knot: Knot) -> 
                 assert cached.payload == 1232
                 small = await ask(port, f"www.{ZONE}", payload=4096)
                 assert small.answer and small.payload == 1232
-                assert (res.hits, res.misses) == (2, 2)
+                assert (res.stats.hits, res.stats.misses) == (2, 2)
                 for _ in range(2):  # a new entry (miss), then the same one cached (hit)
                     signed = await ask_do(port, f"many.{ZONE}")
                     assert signed.flags & dns.flags.TC and signed.payload == 1232
-                assert (res.hits, res.misses) == (3, 3)
+                assert (res.stats.hits, res.stats.misses) == (3, 3)
                 over_tcp = await ask(port, f"many.{ZONE}", tcp=True, payload=4096)
                 assert len(over_tcp.answer[0]) == MANY_COUNT
             finally:

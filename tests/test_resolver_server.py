@@ -15,7 +15,7 @@ import pytest
 from conftest import DEMO_STATE, Running, make_config, needs, running
 from knot import WWW_TTL, ZONE, Knot
 
-from mcdns.resolver import Resolver
+from mcdns.resolver.resolver import Resolver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,4 +77,4 @@ def test_clients_outside_the_allow_list_are_refused(knot: Knot) -> None:
     with running(cfg, forwarder=resolver, sources=False) as srv:
         reply = srv.query(f"www.{ZONE}")
         assert reply.rcode() == dns.rcode.REFUSED
-        assert resolver.misses == 0 and resolver.hits == 0
+        assert resolver.stats.misses == 0 and resolver.stats.hits == 0

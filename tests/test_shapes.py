@@ -1,4 +1,4 @@
-"""The adapter layer alone (mcdns.shapes): how each implementation's slices and imports
+"""The adapter layer alone (mcdns.objects.shapes): how each implementation's slices and imports
 are read, and how ready pods are counted. No server: the fixtures' objects are reduced
 and the classification checked slice by slice."""
 
@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import DATA
 
-from mcdns.kube.reduce import reduce
-from mcdns.model import Endpoint, EndpointSlice, Origin, ServiceImport
-from mcdns.shapes import is_own, karmada_cluster, ready_pods, remote_of
+from mcdns.objects.model import Endpoint, EndpointSlice, Origin, ServiceImport
+from mcdns.objects.reduce import reduce
+from mcdns.objects.shapes import is_own, karmada_cluster, ready_pods, remote_of
 from mcdns.state.store import Store
 
 OWN, IMPORTED, MIRROR = Origin.OWN, Origin.IMPORTED, Origin.MIRROR
@@ -122,7 +122,8 @@ def test_import_answers_from_its_cluster_slices_when_it_has_no_ips() -> None:
     for s in slices_of("lighthouse").values():
         store.upsert(s)
     imp = ServiceImport("default", "nginx", "ClusterSetIP", (), (), None, None)
-    remote = remote_of(store, imp, None, "")
+    remote = remote_of(imp, store.mcs_slices_of("default", "nginx"),
+                       store.slices_of("default", imp.derived_name), None, "")
     assert remote.ips == ("10.96.10.10",)
     assert set(remote.clusterset_ips) == {"10.96.10.10", "10.96.20.20"}
     assert remote.ready_by_cluster == (("cluster1", 1),) and remote.available

@@ -227,7 +227,7 @@ def test_servfail_before_first_sync() -> None:
         assert resp.rcode() == dns.rcode.SERVFAIL
         explain = s.query("serve.default.svc.cluster.local.", "TXT", rdclass="CH", tcp=True)
         assert any(b"synced=false" in b"".join(r.strings) for r in explain.answer[0])
-        from mcdns.kube.reduce import reduce
+        from mcdns.objects.reduce import reduce
 
         obj = service("serve", ip="10.96.0.1")
         s.call(lambda: (store.upsert(reduce(obj)), store.mark_synced("services"),

@@ -13,18 +13,14 @@ import time
 
 from mcdns.answers import rdata, records
 from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
-from mcdns.answers.rdata import T_TXT
-from mcdns.answers.table import (
-    TAG_DEGRADED,
-    TAG_IMPORT,
-    TAG_LOCAL,
-    TAG_NONE,
-    AnswerTable,
-)
+from mcdns.answers.owners import Owner
+from mcdns.answers.slots import TAG_DEGRADED, TAG_IMPORT, TAG_LOCAL, TAG_NONE
+from mcdns.answers.table import AnswerTable
 from mcdns.config import Config
-from mcdns.model import Key
-from mcdns.ops.histogram import PROGRAMMING_BOUNDS, Histogram
-from mcdns.shapes import CLUSTER_ID_PROPERTY
+from mcdns.histogram import PROGRAMMING_BOUNDS, Histogram
+from mcdns.objects.model import Key
+from mcdns.objects.shapes import CLUSTER_ID_PROPERTY
+from mcdns.proto import T_TXT
 from mcdns.state.store import Changes, Store
 
 log = logging.getLogger("mcdns.answers")
@@ -105,20 +101,35 @@ class Compiler:
         key = self.service_of(rdata.name_text(wire))
         return key if key is not None and key in self.decisions else None
 
-    def _records_of(self, owner: object) -> records.Records:
-        """A service's records as last compiled (its last decision holds the inputs)."""
-        if not isinstance(owner, tuple) or len(owner) != 2:
+    def _records_of(self, owner: Owner) -> records.Records:
+        """A service's records as last compiled (its last decision holds the inputs);
+        static owners (strings) keep every name compiled and are never asked."""
+        if isinstance(owner, str):
             return {}
         d = self.decisions.get(owner)
         return records.build(d, self.zones) if d is not None else {}
 
-    def _tags_of(self, owner: object) -> dict[str, int]:
+    def _tags_of(self, owner: Owner) -> dict[str, int]:
         """A service's metrics tags as last compiled: its cluster name counts as its
         decision (local, import, degraded)."""
-        if not isinstance(owner, tuple) or len(owner) != 2:
+        if isinstance(owner, str):
             return {}
         d = self.decisions.get(owner)
         return {} if d is None else {f"{d.name}.{d.namespace}.svc.{self.cfg.zone}.": _tag(d)}
+
+    def service_states(self) -> dict[str, int]:
+        """Services by the state of their answer: healthy (local), fallback (a local
+        Service answered by its import), degraded (the chosen answer has no ready
+        backend). Imports without a local Service count as neither."""
+        states = {"healthy": 0, "fallback": 0, "degraded": 0}
+        for d in list(self.decisions.values()):
+            if d.degraded:
+                states["degraded"] += 1
+            elif d.choice == IMPORT and d.service is not None:
+                states["fallback"] += 1
+            elif d.choice == LOCAL:
+                states["healthy"] += 1
+        return states
 
     @property
     def cluster_id(self) -> str:

@@ -1,7 +1,7 @@
 """Health and the fallback decision: which answer a service name gets, and why.
 
 The policy table and nothing else (what the objects of each multi-cluster implementation
-mean is ``mcdns.shapes``'s), so the rules can be read, tested and explained (the CH TXT
+mean is ``mcdns.objects.shapes``'s), so the rules can be read, tested and explained (the CH TXT
 explain record) in one place.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from mcdns.model import EndpointSlice, Service, ServiceImport
-from mcdns.shapes import NO_REMOTE, Remote, is_own, ready_pods, remote_of
+from mcdns.objects.model import EndpointSlice, Service, ServiceImport
+from mcdns.objects.shapes import NO_REMOTE, Remote, is_own, ready_pods, remote_of
 from mcdns.state.store import Store
 
 LOCAL = "local"
@@ -55,7 +55,9 @@ def decide(store: Store, ns: str, name: str, default_policy: str,
     local_slices = (slices if all(is_own(s, cluster_id) for s in slices)
                     else tuple(s for s in slices if is_own(s, cluster_id)))
     local_ready = ready_pods(local_slices)
-    remote = remote_of(store, imp, derived, cluster_id) if imp else NO_REMOTE
+    remote = (remote_of(imp, store.mcs_slices_of(ns, imp.name),
+                        store.slices_of(ns, imp.derived_name), derived, cluster_id)
+              if imp else NO_REMOTE)
     base = dict(namespace=ns, name=name, policy=policy, min_ready=min_ready, service=svc,
                 imp=imp, derived=derived, local_slices=local_slices, slices=slices,
                 local_ready=local_ready, remote=remote)

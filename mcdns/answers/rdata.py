@@ -11,8 +11,17 @@ import ipaddress
 import socket
 import struct
 
-T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_TXT, T_AAAA, T_SRV, T_ANY = 1, 2, 5, 6, 12, 16, 28, 33, 255
-CLASS_IN = 1
+from mcdns.proto import (
+    CLASS_IN,
+    QNAME_POINTER,
+    T_A,
+    T_AAAA,
+    T_CNAME,
+    T_NS,
+    T_PTR,
+    T_SRV,
+)
+
 NAME_TYPES = (T_NS, T_CNAME, T_PTR)  # rdata is exactly one name
 _RR = struct.Struct(">HHIH")
 
@@ -110,7 +119,6 @@ def rr(owner: bytes, qtype: int, ttl: int, rdata: bytes) -> bytes:
     return owner + _RR.pack(qtype, CLASS_IN, ttl, len(rdata)) + rdata
 
 
-QNAME_POINTER = b"\xc0\x0c"  # the question's name, at offset 12 of every message
 
 
 def answers_of(body: bytes, count: int, qtype: int) -> list[bytes]:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from mcdns.answers import rdata
 from mcdns.answers.health import IMPORT, LOCAL, Decision
-from mcdns.answers.rdata import T_CNAME, T_PTR, T_SRV
-from mcdns.kube.names import is_dns1123_subdomain
-from mcdns.model import Endpoint, EndpointSlice, Port
+from mcdns.objects.model import Endpoint, EndpointSlice, Port
+from mcdns.objects.names import is_dns1123_subdomain
+from mcdns.proto import T_CNAME, T_PTR, T_SRV
 
 log = logging.getLogger("mcdns.answers")
 REPORTED_MAX = 1024  # names too long to encode, logged once each (then no more)

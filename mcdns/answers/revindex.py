@@ -21,8 +21,10 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from mcdns.answers.rdata import name_wire
+
 V = TypeVar("V")
-RevKey = int | bytes  # a reverse name as table._rev_key gives it
+RevKey = int | bytes  # a reverse name as rev_key gives it
 V4_END = 1 << 32
 MERGE_MIN = 64  # new keys wait unsorted up to max(MERGE_MIN, len // 8)
 
@@ -97,3 +99,45 @@ class ReverseIndex(Generic[V]):
 
 def _is_v4(key: RevKey) -> bool:
     return isinstance(key, int) and 0 <= key < V4_END
+
+
+_V4_ARPA = name_wire("in-addr.arpa.")
+_V6_ARPA = name_wire("ip6.arpa.")
+_V6_BASE = 1 << 128  # IPv6 keys sit above every IPv4 key
+_HEX = b"0123456789abcdef"
+
+
+def rev_key(wire: bytes) -> RevKey:
+    """The reverse index's key for a lower-case wire name: the address as an int for a
+    full, canonical in-addr.arpa / ip6.arpa name (IPv6 offset by 2**128), else the name
+    itself. One-to-one, and rev_wire inverts it."""
+    if wire.endswith(_V4_ARPA):
+        end, i, value, shift = len(wire) - len(_V4_ARPA), 0, 0, 0
+        while i < end and shift < 32:
+            n = wire[i]
+            label = wire[i + 1:i + 1 + n]
+            if not (0 < n <= 3 and label.isdigit() and (n == 1 or label[0] != 0x30)):
+                return wire
+            octet = int(label)
+            if octet > 255:
+                return wire
+            value |= octet << shift
+            shift += 8
+            i += n + 1
+        return value if i == end and shift == 32 else wire
+    if wire.endswith(_V6_ARPA) and len(wire) == 64 + len(_V6_ARPA):
+        nibbles = wire[1:64:2]
+        if wire[0:64:2] == b"\x01" * 32 and not nibbles.translate(None, _HEX):
+            return _V6_BASE + int(nibbles[::-1], 16)
+    return wire
+
+
+def rev_wire(key: RevKey) -> bytes:
+    """The wire name of a reverse index key."""
+    if isinstance(key, bytes):
+        return key
+    if key >= _V6_BASE:
+        digits = f"{key - _V6_BASE:032x}"[::-1]
+        return b"".join(b"\x01" + d.encode() for d in digits) + _V6_ARPA
+    octets = [str(key >> s & 0xFF).encode() for s in (0, 8, 16, 24)]
+    return b"".join(bytes((len(o),)) + o for o in octets) + _V4_ARPA

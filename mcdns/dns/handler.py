@@ -1,40 +1,79 @@
 """One entry point from bytes to bytes: ``Handler.handle(wire, peer, tcp)``.
 
 Shared by UDP and TCP (and the fuzz harness). The first lines are the hot path: a
-well-formed query for a compiled name is answered by gluing the stored body behind the
-client's header and question, no parsing beyond finding the end of the name. Everything
-else goes through ``wire.parse`` and the complete, slower path: negative answers, pods,
-CNAMEs, chaos TXT, forwarding, and errors (short packet: drop; unparsable: FORMERR;
-exception while answering: SERVFAIL).
+well-formed query for a compiled (or already asked) name is answered by gluing the
+stored body behind the client's header and question, no parsing beyond finding the end
+of the name. What a name answers is decided in one place, ``_resolve``, which both the
+hot path (on a miss) and the full path call: stored, lazy, negative, ANY, alias and pod
+answers, forwarding, REFUSED and "not synced yet". The full path parses the message
+(``wire.parse``) for everything the hot path does not take: EDNS beyond the plain OPT,
+other classes, chaos TXT, answers that need truncation, and errors (short packet: drop;
+unparsable: FORMERR; exception while answering: SERVFAIL).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import socket
 import struct
 from collections.abc import Awaitable
-from typing import Protocol
+from enum import Enum
+from typing import Final, Protocol
 
 from mcdns import __version__
+from mcdns.answers import rdata as rd
 from mcdns.answers.compiler import Compiler
+from mcdns.answers.entry import Entry, make_entry
 from mcdns.answers.explain import explain
 from mcdns.answers.rdata import name_text, name_wire
-from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX, TAG_NONE, Entry, Zone
+from mcdns.answers.slots import TAG_NONE
+from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX
+from mcdns.answers.zone import Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
+from mcdns.dns.hooks import Response
+from mcdns.proto import (
+    CLASS_ANY,
+    CLASS_CH,
+    CLASS_IN,
+    QNAME_POINTER,
+    RCODE_BADVERS,
+    RCODE_FORMERR,
+    RCODE_NOERROR,
+    RCODE_NOTIMP,
+    RCODE_NXDOMAIN,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    T_A,
+    T_AAAA,
+    T_ANY,
+    T_AXFR,
+    T_IXFR,
+    T_TXT,
+    TCP_MAX,
+    UDP_MIN,
+)
 
 log = logging.getLogger("mcdns.dns")
 
-CLASS_IN, CLASS_CH, CLASS_ANY = 1, 3, 255
-TCP_MAX = 65535  # a DNS message over TCP has a 16-bit length (RFC 1035 §4.2.2)
-T_A, T_AAAA, T_TXT, T_SRV, T_ANY, T_AXFR, T_IXFR = 1, 28, 16, 33, 255, 252, 251
 CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
+_IN = CLASS_IN.to_bytes(2, "big")
 
-Response = bytes | None | Awaitable[bytes | None]
-_FULL_PATH_TYPES = (struct.pack(">H", T_AXFR), struct.pack(">H", T_IXFR))
+
+class Route(Enum):
+    """Where a query goes when no stored answer takes it."""
+
+    FORWARD = "forward"  # resolver role: the forwarder answers (a name outside the zones)
+    REFUSED = "refused"  # not ours to answer (outside the zones, zone transfers)
+    NOT_SYNCED = "not-synced"  # the name may exist once the first list completes
+
+
+FORWARD: Final = Route.FORWARD
+REFUSED: Final = Route.REFUSED
+NOT_SYNCED: Final = Route.NOT_SYNCED
 
 
 class Forwarder(Protocol):
@@ -59,7 +98,6 @@ class Handler:
         self._ra4 = 4 if self.ra else 0  # the RA bit's part of an index into Entry.heads
         self._entries = self.table.entries
         self._negatives = self.table.negative_cache
-        self._slow_counted = False  # set by the slow path when it counted its own answer
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.stats: list[int] | None = None  # table.slots.counts when metrics are on
@@ -68,7 +106,7 @@ class Handler:
         """Take the settings the query path reads from a (reloaded) config."""
         self.cfg = cfg
         self._negatives.clear()
-        self._outside_memo: dict[bytes, bool] = {}
+        self._outside: set[bytes] = set()  # keys outside every zone (resolver role)
         self.max_udp = cfg.max_udp_size
         self._opt = (w.opt_record(cfg.max_udp_size, False), w.opt_record(cfg.max_udp_size, True))
         self._pod_zone = name_wire(f"pod.{cfg.zone}.") if cfg.pods == "insecure" else None
@@ -102,13 +140,19 @@ class Handler:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
-                    if e is None:
-                        if fwd is not None and self._outside(name, key, wire, qend):
+                    if e is None and wire[qend + 2:qend + 4] == _IN and w.is_plain_name(name):
+                        try:
+                            got = self._resolve(name, key, (wire[qend] << 8) | wire[qend + 1],
+                                                CLASS_IN)
+                        except Exception:  # the full path answers SERVFAIL, and logs
+                            got = None
+                        if got is FORWARD:
                             return self._forward(wire, key, tcp)
-                        e = self._negative_entry(name, key, wire, qend)
+                        if type(got) is Entry:
+                            e = got
                 if e is not None:
                     if not edns:
-                        if qend + e.tail <= (TCP_MAX if tcp else 512):
+                        if qend + e.tail <= (TCP_MAX if tcp else UDP_MIN):
                             st = self.stats
                             if st is not None:
                                 st[e.slots[tcp]] += 1
@@ -116,8 +160,8 @@ class Handler:
                                                        | self._ra4] + question + e.body)
                     else:
                         size = qend + e.tail + 11
-                        if size <= 512 or (size <= TCP_MAX if tcp else size <= min(
-                                max(512, (wire[qend + 7] << 8) | wire[qend + 8]),
+                        if size <= UDP_MIN or (size <= TCP_MAX if tcp else size <= min(
+                                max(UDP_MIN, (wire[qend + 7] << 8) | wire[qend + 8]),
                                 self.max_udp)):
                             st = self.stats
                             if st is not None:
@@ -125,19 +169,97 @@ class Handler:
                             return (wire[:2] + e.heads_edns[(wire[2] & 1)
                                                             | ((wire[3] & 0x10) >> 3) | self._ra4]
                                     + question + e.body + self._opt[wire[qend + 11] >> 7])
-        self._slow_counted = False
         try:
-            resp = self._slow(wire, peer, tcp)
+            resp, counted = self._full(wire, peer, tcp)
         except Exception:
             log.exception("error answering a query; SERVFAIL")
-            resp = w.header_only(wire, w.RCODE_SERVFAIL, self.ra)
-            self._slow_counted = False
-        if self.stats is not None and type(resp) is bytes and not self._slow_counted:
+            resp, counted = w.header_only(wire, RCODE_SERVFAIL, self.ra), False
+        if self.stats is not None and not counted and type(resp) is bytes:
             self.count(resp, tcp)
         return resp
 
+    # ---- what a name answers: the one decision, for both paths --------------------------
+
+    def _resolve(self, name: bytes, key: bytes, qtype: int, qclass: int) -> Entry | Route:
+        """What ``name`` answers for ``qtype``: a stored answer, or where the query goes.
+
+        ``key`` is the name + type + class IN (answers do not depend on the class). An
+        answer built here (a lazy name's, a negative one, ANY, a pod's, an alias asked
+        for another type) is remembered in the table's negative cache until the table
+        changes, so the hot path finds it next time."""
+        if key in self._outside:
+            return FORWARD
+        table = self.table
+        zone = table.zone_of(name) if qclass in (CLASS_IN, CLASS_ANY) else None
+        if zone is None:
+            if self.forwarder is not None and qclass == CLASS_IN:
+                if len(self._outside) >= NEGATIVE_CACHE_MAX:
+                    self._outside.clear()
+                self._outside.add(key)  # zones are fixed for the process's life
+                return FORWARD
+            return REFUSED
+        if qtype in (T_AXFR, T_IXFR):
+            return REFUSED
+        e = table.entries.get(key) or self._negatives.get(key)
+        if e is not None:
+            return e
+        e = table.aliases.get(name)  # a CNAME answers every type
+        exists = e is not None or name in table.names or name in table.ents
+        if e is None and (not exists or qtype in LAZY_TYPES):
+            found, e = table.lazy_entry(name, qtype)
+            exists = exists or found
+        if e is None and qtype == T_ANY:
+            e = table.any_entry(name)
+        if e is None and self._pod_zone is not None and name.endswith(self._pod_zone):
+            e = self._pod(name, qtype, zone)
+        if e is None:
+            if not exists and not self.store.synced:
+                return NOT_SYNCED
+            if not exists and self.forwarder is not None and zone.reverse:
+                return FORWARD
+            e = zone.negative_entry(RCODE_NOERROR if exists else RCODE_NXDOMAIN, qtype)
+        e = self._retyped(e, qtype)
+        cache = self._negatives
+        if len(cache) >= NEGATIVE_CACHE_MAX:
+            cache.clear()
+        cache[key] = e
+        return e
+
+    def _retyped(self, e: Entry, qtype: int) -> Entry:
+        """``e`` counted under ``qtype`` (a CNAME's answer serves every type)."""
+        slots = self.table.slots
+        zi, _, rcode, tag, _ = slots.labels[e.slots[0]]
+        pair = slots.pair(zi, qtype, rcode, tag)
+        return e if pair == e.slots else dataclasses.replace(e, slots=pair)
+
+    # ---- everything the hot path does not answer ----------------------------------------
+
+    def _full(self, wire: bytes, peer: str, tcp: bool) -> tuple[Response, bool]:
+        """Parse the whole message and answer it: (response, whether it was counted)."""
+        q = w.parse(wire)
+        if q is None:
+            return None, False
+        if q.error in (RCODE_FORMERR, RCODE_NOTIMP):
+            return w.header_only(wire, q.error, self.ra), False
+        if q.error == RCODE_BADVERS:
+            return self._respond(q, tcp, RCODE_NOERROR, b"\x00" * 6, b"", ext_rcode=1), False
+        if self.forwarder is not None and not self.forwarder.allowed(peer):
+            return self._refused(q, tcp), False
+        if q.qclass == CLASS_CH:
+            return self._chaos(q, tcp), False
+        got = self._resolve(q.name, q.name + struct.pack(">HH", q.qtype, CLASS_IN), q.qtype,
+                            q.qclass)
+        if type(got) is Entry:
+            return self._entry(q, tcp, got), True
+        if got is FORWARD:
+            return self._forward(wire, q.key, tcp), True
+        if got is NOT_SYNCED:  # no data yet: a resolver should try again, not cache
+            return self._respond(q, tcp, RCODE_SERVFAIL, b"\x00" * 6, b"", aa=False), False
+        return self._refused(q, tcp), False
+
     def count(self, resp: bytes, tcp: bool) -> None:
-        """Count a response built off the hot path, reading zone, type and rcode from it."""
+        """Count a response that carries no stored answer, reading zone, type and rcode
+        from it."""
         st = self.stats
         assert st is not None
         zi, qtype = -1, 0
@@ -157,7 +279,6 @@ class Handler:
         if self.stats is None:
             return resp
         qtype = (qkey[-4] << 8) | qkey[-3]
-        self._slow_counted = True  # here, or by _counted() once the answer comes
         if type(resp) is bytes:
             self._count_other(qtype, resp[3] & 0x0F, tcp)
             return resp
@@ -173,101 +294,6 @@ class Handler:
         if data is not None:
             self._count_other(qtype, data[3] & 0x0F, tcp)
         return data
-
-    def _outside(self, name: bytes, key: bytes, wire: bytes, qend: int) -> bool:
-        """Resolver role: an IN query for a plain name outside every served zone.
-        Zones are fixed for the process's life, so the verdict is remembered (bounded)."""
-        known = self._outside_memo.get(key)
-        if known is not None:
-            return known
-        verdict = (wire[qend + 2:qend + 4] == b"\x00\x01" and w.is_plain_name(name)
-                   and self.table.zone_of(name) is None)
-        if len(self._outside_memo) >= NEGATIVE_CACHE_MAX:
-            self._outside_memo.clear()
-        self._outside_memo[key] = verdict
-        return verdict
-
-    def _negative_entry(self, name: bytes, key: bytes, wire: bytes, qend: int) -> Entry | None:
-        """NXDOMAIN/NODATA for an IN query of a plain name, or None for the full path
-        (other classes, zone transfers, pods, CNAMEs, not yet synced, out of zone).
-        Remembered in the table's negative cache until the table changes."""
-        e = self._negative_lookup(name, wire, qend)
-        if e is not None:
-            cache = self._negatives
-            if len(cache) >= NEGATIVE_CACHE_MAX:
-                cache.clear()
-            cache[key] = e
-        return e
-
-    def _negative_lookup(self, name: bytes, wire: bytes, qend: int) -> Entry | None:
-        if wire[qend + 2:qend + 4] != b"\x00\x01" or wire[qend:qend + 2] in _FULL_PATH_TYPES:
-            return None
-        if not w.is_plain_name(name):  # over 255 octets or a label over 63: FORMERR
-            return None
-        zone = self.table.zone_of(name)
-        if zone is None or name in self.table.aliases or not self.store.synced:
-            return None
-        if self._pod_zone is not None and name.endswith(self._pod_zone):
-            return None
-        qtype = int.from_bytes(wire[qend:qend + 2])
-        exists = name in self.table.names or name in self.table.ents
-        if not exists or qtype in LAZY_TYPES:
-            # A name not kept compiled (endpoint, SRV and PTR names), or a service's SRV
-            # answer: encoded now, and remembered with the negative answers until the
-            # table changes.
-            found, e = self.table.lazy_entry(name, qtype)
-            if e is not None:
-                return e
-            exists = exists or found
-        if exists:
-            if qtype == T_ANY:
-                return None  # built on demand, from every type of the name
-            return zone.negative_entry(w.RCODE_NOERROR, qtype)
-        if self.forwarder is not None and zone.reverse:
-            return None
-        return zone.negative_entry(w.RCODE_NXDOMAIN, qtype)
-
-    # ---- everything else ---------------------------------------------------------------
-
-    def _slow(self, wire: bytes, peer: str, tcp: bool) -> Response:
-        q = w.parse(wire)
-        if q is None:
-            return None
-        if q.error in (w.RCODE_FORMERR, w.RCODE_NOTIMP):
-            return w.header_only(wire, q.error, self.ra)
-        if q.error == w.RCODE_BADVERS:
-            return self._respond(q, tcp, w.RCODE_NOERROR, b"\x00" * 6, b"", ext_rcode=1)
-        if self.forwarder is not None and not self.forwarder.allowed(peer):
-            return self._refused(q, tcp)
-        if q.qclass == CLASS_CH:
-            return self._chaos(q, tcp)
-        zone = self.table.zone_of(q.name) if q.qclass in (CLASS_IN, CLASS_ANY) else None
-        if zone is None:
-            if self.forwarder is not None and q.qclass == CLASS_IN:
-                return self._forward(wire, q.key, tcp)
-            return self._refused(q, tcp)
-        if q.qtype in (T_AXFR, T_IXFR):
-            return self._refused(q, tcp)
-        key = q.name + struct.pack(">HH", q.qtype, CLASS_IN)
-        entry = (self.table.entries.get(key) or self.table.aliases.get(q.name)
-                 or self._negatives.get(key))  # memoised: lazy, and negative answers
-        exists = q.name in self.table.names or q.name in self.table.ents
-        if entry is None and (not exists or q.qtype in LAZY_TYPES):
-            found, entry = self.table.lazy_entry(q.name, q.qtype)
-            exists = exists or found
-        if entry is None and q.qtype == T_ANY:
-            entry = self.table.any_entry(q.name)
-        if entry is not None:
-            return self._entry(q, tcp, entry)
-        if self._pod_zone is not None and q.name.endswith(self._pod_zone):
-            pod = self._pod(q, tcp, zone)
-            if pod is not None:
-                return pod
-        if not exists and not self.store.synced:
-            return self._respond(q, tcp, w.RCODE_SERVFAIL, b"\x00\x00\x00\x00", b"", aa=False)
-        if not exists and self.forwarder is not None and zone.reverse:
-            return self._forward(wire, q.key, tcp)
-        return self._negative(q, tcp, zone, w.RCODE_NOERROR if exists else w.RCODE_NXDOMAIN)
 
     def _respond(self, q: w.Query, tcp: bool, rcode: int, counts: bytes, body: bytes,
                  aa: bool = True, ext_rcode: int = 0) -> bytes:
@@ -294,40 +320,31 @@ class Handler:
             minimal = e.minimal()
             if minimal is not None and minimal.size(len(q.name)) <= limit:
                 e = minimal
-        if self.stats is not None:  # with the entry's zone and decision tag, the query's type
-            slots = self.table.slots
-            zi, _, rcode, tag, _ = slots.labels[e.slots[tcp]]
-            self.stats[slots.slot(zi, q.qtype, rcode, tag, tcp)] += 1
-            self._slow_counted = True
+        if self.stats is not None:
+            self.stats[e.slots[tcp]] += 1
         return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
 
-    def _negative(self, q: w.Query, tcp: bool, zone: Zone, rcode: int) -> bytes:
-        return self._respond(q, tcp, rcode, b"\x00\x00\x00\x01\x00\x00", zone.negative)
-
     def _refused(self, q: w.Query, tcp: bool) -> bytes:
-        return self._respond(q, tcp, w.RCODE_REFUSED, b"\x00" * 6, b"", aa=False)
+        return self._respond(q, tcp, RCODE_REFUSED, b"\x00" * 6, b"", aa=False)
 
-    def _pod(self, q: w.Query, tcp: bool, zone: Zone) -> bytes | None:
-        """``<a-b-c-d>.<ns>.pod.<zone>`` in ``pods insecure`` mode, built per query."""
-        name = q.name
-        first = name[1:1 + name[0]].decode("ascii", "replace")
+    def _pod(self, name: bytes, qtype: int, zone: Zone) -> Entry | None:
+        """``<a-b-c-d>.<ns>.pod.<zone>`` in ``pods insecure`` mode: its address (or
+        NODATA for another type), None when the name is not one."""
+        pod_zone = self._pod_zone or b""
         rest = name[1 + name[0]:]
-        if len(rest) <= len(self._pod_zone or b""):
+        if len(rest) <= len(pod_zone) or len(rest) - 1 - rest[0] != len(pod_zone):
+            return None  # not exactly <ip>.<ns>.pod.<zone>
+        if rest[1:1 + rest[0]].decode("ascii", "replace") not in self.store.namespaces:
             return None
-        ns = rest[1:1 + rest[0]].decode("ascii", "replace")
-        if len(rest) - 1 - rest[0] != len(self._pod_zone or b""):
-            return None  # more labels than <ip>.<ns>.pod.<zone>
-        if ns not in self.store.namespaces:
-            return None
-        ip = _undash(first)
+        ip = _undash(name[1:1 + name[0]].decode("ascii", "replace"))
         if ip is None:
             return None
         want = T_A if ip.version == 4 else T_AAAA
-        if q.qtype not in (want, T_ANY):
-            return self._negative(q, tcp, zone, w.RCODE_NOERROR)
-        rdata = ip.packed
-        rr = struct.pack(">HHHIH", 0xC00C, want, CLASS_IN, self.cfg.ttl, len(rdata)) + rdata
-        return self._respond(q, tcp, w.RCODE_NOERROR, b"\x00\x01\x00\x00\x00\x00", rr)
+        if qtype not in (want, T_ANY):
+            return zone.negative_entry(RCODE_NOERROR, qtype)
+        rr = rd.rr(QNAME_POINTER, want, self.cfg.ttl, ip.packed)
+        return make_entry(RCODE_NOERROR, 1, 0, 0, rr, -1,
+                          self.table.slots.pair(zone.index, qtype, RCODE_NOERROR, TAG_NONE))
 
     def _chaos(self, q: w.Query, tcp: bool) -> bytes:
         if q.qtype not in (T_TXT, T_ANY):
@@ -345,7 +362,7 @@ class Handler:
         for t in texts:
             rdata = bytes([len(t)]) + t
             body += struct.pack(">HHHIH", 0xC00C, T_TXT, CLASS_CH, 0, len(rdata)) + rdata
-        return self._respond(q, tcp, w.RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
+        return self._respond(q, tcp, RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
 
 
 def _undash(label: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from mcdns.config import Config
 from mcdns.dns import wire as w
+from mcdns.proto import T_OPT
 
 MAX_NETWORKS = 100_000
 
@@ -143,7 +144,7 @@ def _opt_record(response: bytes, i: int) -> bytes:
         end = j + 10 + rdlen
         if end > n:
             return b""
-        if rtype == w.T_OPT:
+        if rtype == T_OPT:
             return response[i:end]
         i = end
     return b""

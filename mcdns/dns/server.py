@@ -12,22 +12,17 @@ import asyncio
 import logging
 import socket
 import struct
-import time
-from bisect import bisect_left
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
 from mcdns.config import Config, HostPort
 from mcdns.dns import mmsg
-from mcdns.ops.histogram import Histogram
+from mcdns.dns.hooks import HandleFn, RateLimitFn
+from mcdns.histogram import Histogram, timed
 
 log = logging.getLogger("mcdns.dns")
 
-HandleFn = Callable[[bytes, str, bool], "bytes | Awaitable[bytes | None] | None"]
-RateLimitFn = Callable[[str, bytes], "bytes | None"]
-"""Response rate limiting on UDP: (client ip, response) -> response, a slip (TC) or None."""
 MAX_TCP_BUFFER = 65535 + 2
-_clock = time.perf_counter
 
 
 class ServerState:
@@ -51,17 +46,9 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.state = state
         self.rate_limit = rate_limit
         self.transport: asyncio.DatagramTransport | None = None
-        if latency is not None:  # time each answer, inline (this runs per packet)
-            self._latency = latency
-            self.datagram_received = self._timed_datagram_received  # type: ignore[method-assign]
-
-    def _timed_datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        start = _clock()
-        UDPProtocol.datagram_received(self, data, addr)
-        spent = _clock() - start
-        h = self._latency
-        h.counts[bisect_left(h.bounds, spent)] += 1
-        h.sum += spent
+        if latency is not None:  # time each answer (the rate limiter and send included)
+            self.datagram_received = timed(  # type: ignore[method-assign]
+                self.datagram_received, latency)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -291,20 +278,6 @@ class Listeners:
                 conn.transport.abort()
         for s in self.tcp:
             await s.wait_closed()
-
-
-def timed(handle: HandleFn, histogram: Histogram) -> HandleFn:
-    """``handle`` with its time recorded in ``histogram``."""
-
-    def timed_handle(wire: bytes, peer: str, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
-        start = _clock()
-        resp = handle(wire, peer, tcp)
-        spent = _clock() - start
-        histogram.counts[bisect_left(histogram.bounds, spent)] += 1
-        histogram.sum += spent
-        return resp
-
-    return timed_handle
 
 
 def _udp_socket(family: int, hp: HostPort, reuse_port: bool) -> socket.socket:

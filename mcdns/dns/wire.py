@@ -11,20 +11,20 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-T_OPT = 41
+from mcdns.proto import (
+    MAX_NAME,
+    OPCODE_QUERY,
+    RCODE_BADVERS,
+    RCODE_FORMERR,
+    RCODE_NOTIMP,
+    T_OPT,
+    UDP_MIN,
+)
+
 EDNS_DO = 0x80  # in the first byte of the OPT TTL's flags
-RCODE_NOERROR = 0
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
-RCODE_NOTIMP = 4
-RCODE_REFUSED = 5
-RCODE_BADVERS = 16
-OPCODE_QUERY = 0
 HEADER = struct.Struct(">HBBHHHH")
 COUNTS_Q1 = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 COUNTS_Q1_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
-MAX_NAME = 255
 
 
 @dataclass(slots=True)
@@ -109,7 +109,7 @@ def parse(wire: bytes) -> Query | None:
     _id, b2, _b3, qd, an, ns, ar = HEADER.unpack_from(wire)
     if b2 & 0x80:  # QR set: a response, never answer it
         return None
-    q = Query(wire, 12, b"", 0, 0, False, 512, False, 0, 0)
+    q = Query(wire, 12, b"", 0, 0, False, UDP_MIN, False, 0, 0)
     if (b2 >> 3) & 0x0F != OPCODE_QUERY:
         q.error = RCODE_NOTIMP
         return q
@@ -138,7 +138,7 @@ def parse(wire: bytes) -> Query | None:
             if q.edns or j != i + 1:  # a second OPT, or an OPT not owned by the root
                 q.error = RCODE_FORMERR
                 return q
-            q.edns, q.payload = True, max(512, rclass)
+            q.edns, q.payload = True, max(UDP_MIN, rclass)
             q.edns_version = (ttl >> 16) & 0xFF
             q.do = bool((ttl >> 8) & EDNS_DO)
         i = j + 10 + rdlen
@@ -182,4 +182,4 @@ def header_only(wire: bytes, rcode: int, ra: bool) -> bytes:
 def udp_limit(q: Query, tcp: bool, max_udp: int) -> int:
     if tcp:
         return 65535
-    return min(q.payload, max_udp) if q.edns else 512
+    return min(q.payload, max_udp) if q.edns else UDP_MIN

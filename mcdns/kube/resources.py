@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcdns.model import Kind
+from mcdns.config import Config
+from mcdns.objects.model import Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,19 @@ CLUSTERPROPERTIES = Resource("clusterproperties", Kind.CLUSTER_PROPERTY, "about.
 
 ALL: tuple[Resource, ...] = (NAMESPACES, SERVICES, ENDPOINTSLICES, SERVICEIMPORTS,
                              CLUSTERPROPERTIES)
+
+
+def source_names(cfg: Config) -> tuple[str, ...]:
+    """Store source names, one per watcher: pass them to ``Store(...)``."""
+    return tuple(res.source_name(ns) for res, ns in plan(cfg))
+
+
+def plan(cfg: Config) -> list[tuple[Resource, str | None]]:
+    """(resource, namespace) of every watcher: namespaced ones per filtered namespace."""
+    out: list[tuple[Resource, str | None]] = []
+    for res in ALL:
+        if res.namespaced and cfg.namespaces:
+            out += [(res, ns) for ns in cfg.namespaces]
+        else:
+            out.append((res, None))
+    return out

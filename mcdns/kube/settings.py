@@ -56,3 +56,8 @@ class KubeStats:
     """Objects skipped because they could not be reduced, by stream."""
     last_event: dict[str, float] = field(default_factory=dict)
     """Wall time of the last event (bookmarks included) by stream."""
+
+
+class ClientConfigError(Exception):
+    """Neither the kubeconfig nor the in-cluster config could be loaded. (Defined here,
+    not beside the loader, so the CLI can name it without importing the API client.)"""

@@ -14,16 +14,12 @@ from typing import Any
 
 from mcdns.config import Config
 from mcdns.kube.client import ApiClient, Configuration, kube_config
-from mcdns.kube.resources import ALL, NAMESPACES, Resource
-from mcdns.kube.settings import KubeStats, WatchSettings
+from mcdns.kube.resources import NAMESPACES, plan
+from mcdns.kube.settings import ClientConfigError, KubeStats, WatchSettings
 from mcdns.kube.watcher import Watcher
 from mcdns.state.store import Store
 
 log = logging.getLogger("mcdns.kube")
-
-
-class ClientConfigError(Exception):
-    """Neither the kubeconfig nor the in-cluster config could be loaded."""
 
 
 async def load_client_config(cfg: Config) -> Any:
@@ -42,20 +38,6 @@ async def load_client_config(cfg: Config) -> Any:
     return conf
 
 
-def source_names(cfg: Config) -> tuple[str, ...]:
-    """Store source names, one per watcher: pass them to ``Store(...)``."""
-    return tuple(res.source_name(ns) for res, ns in _plan(cfg))
-
-
-def _plan(cfg: Config) -> list[tuple[Resource, str | None]]:
-    """(resource, namespace) of every watcher: namespaced ones per filtered namespace."""
-    out: list[tuple[Resource, str | None]] = []
-    for res in ALL:
-        if res.namespaced and cfg.namespaces:
-            out += [(res, ns) for ns in cfg.namespaces]
-        else:
-            out.append((res, None))
-    return out
 
 
 class KubeSource:
@@ -72,7 +54,7 @@ class KubeSource:
         self.watchers = [
             Watcher(res, ns, store, self.settings, self.stats, self._schedule_commit,
                     cfg.namespaces if res is NAMESPACES else ())
-            for res, ns in _plan(cfg)]
+            for res, ns in plan(cfg)]
         for w in self.watchers:
             if w.name not in store.synced_sources:
                 store.mark_synced(w.name, False)

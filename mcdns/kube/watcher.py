@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mcdns.kube.http import Gone, KubeError, NotServed, Obj, get_json, watch_lines
-from mcdns.kube.reduce import ReduceError, reduce
 from mcdns.kube.resources import Resource
 from mcdns.kube.settings import KubeStats, WatchSettings
-from mcdns.model import Key, Slim
+from mcdns.objects.model import Key, Slim
+from mcdns.objects.reduce import ReduceError, reduce
 from mcdns.state.store import Store
 
 log = logging.getLogger("mcdns.kube")

@@ -6,25 +6,25 @@ state (no awaits on I/O), so a scrape never holds DNS answering up for long.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcdns.config import HostPort
-from mcdns.ops.metrics import registry_for
-
-if TYPE_CHECKING:
-    from mcdns.app import App
+from mcdns.ops.metrics import Parts, registry_for
 
 
 class HTTPServer:
-    """/health (liveness; fails in lameduck), /ready (synced), /metrics (Prometheus)."""
+    """/health (liveness; fails in lameduck), /ready (synced), /metrics (Prometheus).
 
-    def __init__(self, app: App, address: HostPort) -> None:
-        self.app = app
+    ``stopping`` says whether shutdown began (both probes fail from then on)."""
+
+    def __init__(self, address: HostPort, parts: Parts, stopping: Callable[[], bool]) -> None:
+        self.parts = parts
+        self.stopping = stopping
         self.address = address
-        self.registry = registry_for(app)
+        self.registry = registry_for(parts)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -48,14 +48,14 @@ class HTTPServer:
             self._runner = None
 
     async def health(self, _request: web.Request) -> web.Response:
-        if self.app.stopping:
+        if self.stopping():
             return web.Response(status=503, text="shutting down (lameduck)\n")
         return web.Response(text="OK\n")
 
     async def ready(self, _request: web.Request) -> web.Response:
-        if self.app.stopping:
+        if self.stopping():
             return web.Response(status=503, text="not ready: shutting down\n")
-        missing = [name for name, ok in sorted(self.app.store.synced_sources.items()) if not ok]
+        missing = [name for name, ok in sorted(self.parts.store.synced_sources.items()) if not ok]
         if missing:
             return web.Response(status=503,
                                 text=f"not ready: waiting for the first list of "

@@ -2,9 +2,6 @@
 
 The DNS handler owns the wire front (header, question, allow-list REFUSED); this package
 owns everything after "this name is not ours": the cache, the upstream exchanges and
-their counters. ``Resolver`` is the one entry point.
+their counters. ``mcdns.resolver.resolver.Resolver`` is the one entry point (imported
+from there, so the package's own modules never import the package back).
 """
-
-from mcdns.resolver.resolver import Resolver
-
-__all__ = ["Resolver"]

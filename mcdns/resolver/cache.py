@@ -23,6 +23,7 @@ from collections.abc import Callable
 import dnslib
 from cachetools import Cache, TLRUCache
 
+from mcdns.proto import RCODE_NOERROR, RCODE_NXDOMAIN, T_OPT
 from mcdns.resolver import wire
 from mcdns.resolver.wire import U16, U32, WireError
 
@@ -177,7 +178,7 @@ def make_entry(
     entry = Entry(bytes(template), found.ttl_offsets, ttls, opt, now, lifetime, stale)
     cacheable = (
         lifetime > 0
-        and found.rcode in (wire.RCODE_NOERROR, wire.RCODE_NXDOMAIN)
+        and found.rcode in (RCODE_NOERROR, RCODE_NXDOMAIN)
         and not found.ext_rcode
         and not found.flags & wire.FLAG_TC
     )
@@ -185,7 +186,7 @@ def make_entry(
 
 
 def _lifetime(found: wire.Scan) -> int | None:
-    negative = found.rcode == wire.RCODE_NXDOMAIN or found.answer_ttl is None
+    negative = found.rcode == RCODE_NXDOMAIN or found.answer_ttl is None
     if not negative:
         return found.answer_ttl
     if found.negative_ttl is None:
@@ -201,7 +202,7 @@ def _repack_without_opt(reply: bytes) -> bytes:
         record = dnslib.DNSRecord.parse(reply)
     except Exception as e:  # dnslib raises several types; all mean "malformed"
         raise WireError(f"unparsable reply: {e}") from None
-    record.ar = [rr for rr in record.ar if rr.rtype != wire.TYPE_OPT]
+    record.ar = [rr for rr in record.ar if rr.rtype != T_OPT]
     packed: bytes = record.pack()
     return packed
 

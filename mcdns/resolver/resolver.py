@@ -16,9 +16,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 
 from mcdns.config import Config, ConfigError
+from mcdns.proto import RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_SERVFAIL
 from mcdns.resolver import wire
 from mcdns.resolver.access import AccessList
 from mcdns.resolver.cache import AnswerCache, Entry, make_entry
@@ -34,17 +36,29 @@ log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 2048
 """Distinct questions forwarded at once; beyond this, new misses are dropped."""
-_OK_RCODES = (wire.RCODE_NOERROR, wire.RCODE_NXDOMAIN)
+_OK_RCODES = (RCODE_NOERROR, RCODE_NXDOMAIN)
 
 
-class Resolver:
-    """Forwarding cache for the resolver role. Counters are plain attributes.
+@dataclass(slots=True)
+class CacheStats:
+    """The resolver's cache counters, read by the metrics endpoint.
 
     Every cache lookup counts once: ``hits`` (a fresh entry), ``stale_hits`` (an expired
     entry served at once because every upstream is failing) or ``misses`` (forwarded).
     ``stale_served`` counts every stale answer, those served after a miss whose upstreams
     all failed included; ``coalesced`` the misses that joined an exchange in flight.
     """
+
+    hits: int = 0
+    stale_hits: int = 0
+    misses: int = 0
+    stale_served: int = 0
+    coalesced: int = 0
+
+
+class Resolver:
+    """Forwarding cache for the resolver role; its counters are ``stats`` (the cache's)
+    and each upstream's ``stats``."""
 
     def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
@@ -59,11 +73,7 @@ class Resolver:
         self._ttl_range = (cfg.cache_min_ttl, cfg.cache_max_ttl)
         self._opts = self._opt_records(cfg)
         self._inflight: dict[bytes, asyncio.Task[Entry | None]] = {}
-        self.hits = 0
-        self.stale_hits = 0
-        self.misses = 0
-        self.stale_served = 0
-        self.coalesced = 0
+        self.stats = CacheStats()
 
     @staticmethod
     def _opt_records(cfg: Config) -> tuple[bytes, bytes]:
@@ -108,13 +118,13 @@ class Resolver:
         else:
             now = self._clock()
             if now < entry.expires:
-                self.hits += 1
+                self.stats.hits += 1
                 return entry.render(wire_q, qend, now, payload, tcp, self._max_udp)
             if self._all_failing():  # RFC 8767 failure recheck: do not wait on dead upstreams
-                self.stale_hits += 1
-                self.stale_served += 1
+                self.stats.stale_hits += 1
+                self.stats.stale_served += 1
                 return entry.render_stale(wire_q, qend, payload, tcp, self._max_udp)
-        self.misses += 1
+        self.stats.misses += 1
         return self._resolve(wire_q, qend, qkey, key, payload, do, tcp)
 
     async def _resolve(
@@ -128,17 +138,17 @@ class Resolver:
             self._inflight[key] = task
             task.add_done_callback(partial(self._forget, key))
         else:
-            self.coalesced += 1
+            self.stats.coalesced += 1
         entry = await asyncio.shield(task)
         max_udp = self._max_udp
         if entry is not None:
             return entry.render(query, qend, self._clock(), payload, tcp, max_udp)
         stale = self._stale(key)
         if stale is not None:
-            self.stale_served += 1
+            self.stats.stale_served += 1
             return stale.render_stale(query, qend, payload, tcp, max_udp)
         opt = self._opts[do] if payload else b""
-        return wire.short_reply(query, qend, wire.RCODE_SERVFAIL, opt, tc=False)
+        return wire.short_reply(query, qend, RCODE_SERVFAIL, opt, tc=False)
 
     def _forget(self, key: bytes, task: asyncio.Task[Entry | None]) -> None:
         if self._inflight.get(key) is task:

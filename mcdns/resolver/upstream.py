@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcdns.config import Config, HostPort
-from mcdns.ops.histogram import Histogram
+from mcdns.histogram import Histogram
 from mcdns.resolver import wire
 from mcdns.resolver.netinfo import local_addresses
 

@@ -14,17 +14,13 @@ import struct
 from dataclasses import dataclass, field
 
 from mcdns.dns import wire as dns_wire
+from mcdns.proto import T_OPT, T_SOA
 
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 U16 = struct.Struct("!H")
 U32 = struct.Struct("!I")
 
-TYPE_SOA = 6
-TYPE_OPT = 41
-RCODE_NOERROR = 0
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
 
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -89,7 +85,7 @@ def _walk_edns(wire: bytes, qend: int) -> tuple[int, bool]:
     for _ in range(an + ns + ar):
         off = skip_name(wire, off)
         rtype, rclass, ttl, rdlen = RR_FIXED.unpack_from(wire, off)
-        if rtype == TYPE_OPT:
+        if rtype == T_OPT:
             return max(rclass, 512), bool(ttl & 0x8000)
         off += RR_FIXED.size + rdlen
     return 0, False
@@ -165,7 +161,7 @@ def _scan_record(reply: bytes, start: int, section: int, result: Scan) -> int:
     end = off + RR_FIXED.size + rdlen
     if end > len(reply):
         raise WireError("rdata runs past the end")
-    if rtype == TYPE_OPT:
+    if rtype == T_OPT:
         if section != 2 or result.opt is not None:
             raise WireError("misplaced or repeated OPT")
         result.opt = (start, end)
@@ -177,7 +173,7 @@ def _scan_record(reply: bytes, start: int, section: int, result: Scan) -> int:
     result.ttls.append(ttl)
     if section == 0:
         result.answer_ttl = ttl if result.answer_ttl is None else min(result.answer_ttl, ttl)
-    elif section == 1 and rtype == TYPE_SOA and rdlen >= 22:
+    elif section == 1 and rtype == T_SOA and rdlen >= 22:
         minimum: int = U32.unpack_from(reply, end - 4)[0]
         result.negative_ttl = min(ttl, minimum)
     return end

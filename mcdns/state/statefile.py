@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from mcdns.kube.reduce import ReduceError, kind_of, reduce
-from mcdns.model import Kind, Slim
+from mcdns.objects.model import Kind, Slim
+from mcdns.objects.reduce import ReduceError, kind_of, reduce
 from mcdns.state.store import Store
 
 log = logging.getLogger("mcdns.state")

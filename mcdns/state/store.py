@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mcdns.model import (
+from mcdns.objects.model import (
     ClusterProperty,
     EndpointSlice,
     Key,
@@ -24,7 +24,7 @@ from mcdns.model import (
     ServiceImport,
     Slim,
 )
-from mcdns.shapes import CLUSTER_ID_PROPERTY, DERIVED_PREFIX
+from mcdns.objects.shapes import CLUSTER_ID_PROPERTY, DERIVED_PREFIX
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from mcdns import config
 from mcdns.answers.compiler import Compiler
 from mcdns.dns import wire as w
 from mcdns.dns.handler import Forwarder, Handler
+from mcdns.proto import RCODE_SERVFAIL
 from mcdns.state.statefile import SOURCE, load_into
 from mcdns.state.store import Store
 
@@ -101,7 +102,7 @@ class RecordingForwarder:
         if not (w.is_plain_name(name) and name == name.lower()
                 and qkey[-2:] in (b"\x00\x01", b"\x00\xff")):
             self.problems.append(f"forwarded a bad question key {qkey.hex()}")
-        return w.header_only(wire, w.RCODE_SERVFAIL, True)
+        return w.header_only(wire, RCODE_SERVFAIL, True)
 
 
 def resolver_fuzzer() -> Fuzzer:

@@ -1,6 +1,6 @@
 """Slim, immutable objects: the few fields of Kubernetes objects that DNS can see.
 
-API objects are reduced to these on arrival (see ``mcdns.kube.reduce``) and the
+API objects are reduced to these on arrival (see ``mcdns.objects.reduce``) and the
 originals dropped, so memory grows with what DNS needs, and an update that changes
 nothing DNS-visible compares equal and recompiles nothing.
 """
@@ -73,7 +73,7 @@ class Endpoint:
 
 
 class Origin(IntEnum):
-    """Who wrote a slice's endpoints, as far as the slice itself tells (mcdns.shapes)."""
+    """Who wrote a slice's endpoints, as far as the slice itself tells (mcdns.objects.shapes)."""
 
     OWN = 0  # this cluster's endpoints, by its own controller (or anyone not multi-cluster)
     IMPORTED = 1  # endpoints brought in by a multi-cluster implementation

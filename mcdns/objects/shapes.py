@@ -52,12 +52,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mcdns.model import EndpointSlice, Origin, Service, ServiceImport
-
-if TYPE_CHECKING:
-    from mcdns.state.store import Store
+from mcdns.objects.model import EndpointSlice, Origin, Service, ServiceImport
 
 # Kubernetes and the MCS API (mcs-api pkg/apis/v1beta1/well_known_labels.go)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -220,13 +217,13 @@ class Remote:
 NO_REMOTE = Remote((), ())  # the one "no import" value every decision shares
 
 
-def remote_of(store: Store, imp: ServiceImport, derived: Service | None,
+def remote_of(imp: ServiceImport, slices: tuple[EndpointSlice, ...],
+              derived_slices: tuple[EndpointSlice, ...], derived: Service | None,
               cluster_id: str) -> Remote:
-    """The per-cluster view of import ``imp``: its MCS slices and its derived Service's
-    slices (one list, each slice once), split into this cluster's and the others'."""
-    ns = imp.namespace
-    slices = store.mcs_slices_of(ns, imp.name)
-    extra = store.slices_of(ns, imp.derived_name)
+    """The per-cluster view of import ``imp``: its MCS ``slices`` and its derived
+    Service's slices (one list, each slice once), split into this cluster's and the
+    others'."""
+    extra = derived_slices
     if extra:
         seen = {s.key for s in slices}
         slices = (*slices, *(s for s in extra if s.key not in seen))

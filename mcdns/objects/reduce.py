@@ -12,14 +12,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from mcdns import shapes
-from mcdns.kube.names import (
-    is_dns1035_label,
-    is_dns1123_label,
-    is_dns1123_subdomain,
-    is_label_value,
-)
-from mcdns.model import (
+from mcdns.objects import shapes
+from mcdns.objects.model import (
     ClusterProperty,
     Endpoint,
     EndpointSlice,
@@ -29,6 +23,12 @@ from mcdns.model import (
     Service,
     ServiceImport,
     Slim,
+)
+from mcdns.objects.names import (
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_label_value,
 )
 
 POLICY_ANNOTATION = "mcdns.io/policy"
@@ -45,7 +45,7 @@ _PORT_TUPLES: dict[tuple[Port, ...], tuple[Port, ...]] = {}
 MAX_ENDPOINTS = 10000
 MAX_ADDRESSES = 100  # per endpoint, as the API server allows
 MAX_LABEL = 63
-# The name rule of each kind, as the API server applies it (mcdns.kube.names).
+# The name rule of each kind, as the API server applies it (mcdns.objects.names).
 NAME_RULES = {
     Kind.SERVICE: ("DNS-1035 label", is_dns1035_label),
     Kind.NAMESPACE: ("DNS-1123 label", is_dns1123_label),
