@@ -28,7 +28,6 @@ from mcdns.dns.handler import Handler
 from mcdns.dns.hooks import HandleFn
 from mcdns.dns.rrl import RRL
 from mcdns.dns.server import Listeners
-from mcdns.histogram import LATENCY_BOUNDS, Histogram
 from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
 from mcdns.logs import setup_logging
@@ -72,16 +71,12 @@ class App:
         if forwarder is None and cfg.role == "resolver":
             forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
         self.forwarder = forwarder
-        self.handler = Handler(cfg, self.compiler, forwarder)
-        self.latency: Histogram | None = None
-        if cfg.metrics:
-            self.handler.stats = self.compiler.table.slots.counts
-            self.latency = Histogram(LATENCY_BOUNDS)
+        self.handler = Handler(cfg, self.compiler, forwarder, count=cfg.metrics)
         self.rrl = RRL(cfg) if cfg.rrl_responses_per_second else None
         self.query_log = QueryLog(cfg)
         self.listeners = Listeners(cfg, self._handle_fn(),
                                    rate_limit=self.rrl.check if self.rrl else None,
-                                   latency=self.latency, needs_peer=self._needs_peer())
+                                   timed=cfg.metrics, needs_peer=self._needs_peer())
         self.http: HTTPServer | None = None
         self.state_source: StateFileSource | None = None
         self.kube: KubeSource | None = None
@@ -111,7 +106,7 @@ class App:
 
     def _metric_parts(self) -> Parts:
         return Parts(zones=tuple(z.name for z in self.compiler.table.zones),
-                     queries=self.compiler.table.slots, latency=self.latency,
+                     queries=self.compiler.table.slots, latency=self.listeners.latency,
                      compiler=self.compiler, store=self.store,
                      kube=self.kube.stats if self.kube is not None else None,
                      resolver=self.forwarder)

@@ -87,8 +87,10 @@ class Forwarder(Protocol):
 class Handler:
     """Answers DNS messages from the compiled table; see the module docstring."""
 
-    def __init__(self, cfg: Config, compiler: Compiler, forwarder: Forwarder | None = None
-                 ) -> None:
+    def __init__(self, cfg: Config, compiler: Compiler, forwarder: Forwarder | None = None,
+                 count: bool = False) -> None:
+        """``count``: count every answer in the table's query counters (``slots``), by
+        the label slots stored answers carry."""
         self.cfg = cfg
         self.compiler = compiler
         self.table = compiler.table
@@ -100,7 +102,7 @@ class Handler:
         self._negatives = self.table.negative_cache
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
-        self.stats: list[int] | None = None  # table.slots.counts when metrics are on
+        self.stats: list[int] | None = self.table.slots.counts if count else None
 
     def reconfigure(self, cfg: Config) -> None:
         """Take the settings the query path reads from a (reloaded) config."""

@@ -18,7 +18,7 @@ from typing import Any, cast
 from mcdns.config import Config, HostPort
 from mcdns.dns import mmsg
 from mcdns.dns.hooks import HandleFn, RateLimitFn
-from mcdns.histogram import Histogram, timed
+from mcdns.histogram import LATENCY_BOUNDS, Histogram, timed
 
 log = logging.getLogger("mcdns.dns")
 
@@ -193,10 +193,12 @@ class Listeners:
     """Every DNS socket of one process; ``addresses`` holds what was actually bound."""
 
     def __init__(self, cfg: Config, handle: HandleFn,
-                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None,
+                 rate_limit: RateLimitFn | None = None, timed: bool = False,
                  needs_peer: bool = True) -> None:
+        """``timed``: record every answer's time in ``latency`` (the listeners own it;
+        the metrics read it)."""
         self.cfg = cfg
-        self.latency = latency
+        self.latency = Histogram(LATENCY_BOUNDS) if timed else None
         self.handle = handle
         self.needs_peer = needs_peer  # whether ``handle`` reads its peer argument
         self.rate_limit = rate_limit
