@@ -243,8 +243,10 @@ class AnswerTable:
         for wire, sets in new.items():
             self._assign(wire, owner, sets, job)
         if new or zones:
-            own = self._owners[owner] = old
-            own.keys, own.split, own.zones, own.sig = (*new, *rev), len(new), zones, sig
+            self._owners[owner] = old
+            # The signature is set once the write is compiled: a write that fails part
+            # way is applied again when the same records come back.
+            old.keys, old.split, old.zones, old.sig = (*new, *rev), len(new), zones, 0
         else:
             self._owners.pop(owner, None)
         touched = gone + list(new)
@@ -252,6 +254,7 @@ class AnswerTable:
             for wire in touched:
                 self._compile(wire, glue_pass, job)
         self._refresh_lazy_aliases()
+        old.sig = sig
         return True
 
     def _refresh_lazy_aliases(self) -> None:
