@@ -117,11 +117,11 @@ def _table(policy: str, svc: Service | None, imp: ServiceImport | None, local_re
     if policy == "import-first":
         if imp_ok:
             return IMPORT, f"policy import-first; {imp_state}", False
-        if healthy:
-            return LOCAL, f"import unavailable ({imp_state}); {local_state}", False
+        if healthy:  # degraded all the same when min_ready 0 lets 0 ready through
+            return LOCAL, f"import unavailable ({imp_state}); {local_state}", not backed
         return LOCAL, f"both unavailable: {local_state}; {imp_state}", not backed
     if healthy:
-        return LOCAL, f"{local_state}: healthy", False
+        return LOCAL, f"{local_state}: healthy", not backed
     if imp_ok:
         return IMPORT, f"{local_state}: unhealthy; {imp_state}", False
     return LOCAL, f"both unavailable: {local_state}; {imp_state}", not backed
