@@ -33,6 +33,7 @@ FLAGS: dict[str, tuple[str, bool]] = {
     "--zone": ("zone", False),
     "--clusterset-zone": ("clusterset_zone", False),
     "--cluster-id": ("cluster_id", False),
+    "--failback-delay": ("failback_delay", False),
     "--policy": ("policy", False),
     "--ttl": ("ttl", False),
     "--role": ("role", False),
@@ -44,6 +45,7 @@ FLAGS: dict[str, tuple[str, bool]] = {
     "--workers": ("workers", False),
 }
 INT_KEYS = {"ttl", "workers"}
+FLOAT_KEYS = {"failback_delay"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
             kw["choices"] = ROLES
         if key in INT_KEYS:
             kw["type"] = int
+        if key in FLOAT_KEYS:
+            kw["type"] = float
         s.add_argument(flag, **kw)
     s.add_argument("--query-log", dest="query_log", action="store_true", default=None,
                    help="log queries (sampled)")

@@ -17,10 +17,16 @@ from typing import Any
 
 import yaml
 
+from mcdns.objects.failover import parse_delay, parse_preference
 from mcdns.objects.names import is_dns1123_label, is_dns1123_subdomain
 
 ROLES = ("stub", "resolver")
 POLICIES = ("local-first", "local-only", "import-first")
+# Failing back waits until the local side has stayed healthy this long: past a second
+# successful readiness probe at Kubernetes' default period (10 s), so a pod that turns
+# ready and crashes at once never pulls the traffic back. (The test suite sets it to 0
+# to keep its older failback tests immediate; tests of the hold-down set their own.)
+DEFAULT_FAILBACK_DELAY = 10.0
 POD_MODES = ("insecure", "disabled")
 LOG_FORMATS = ("logfmt", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -67,6 +73,14 @@ class Config:
     """Default fallback policy: local-first, local-only or import-first."""
     min_ready: int = 1
     """Ready local endpoints a Service needs to count as healthy."""
+    failback_delay: float = field(default_factory=lambda: DEFAULT_FAILBACK_DELAY)
+    """Seconds the local side must stay healthy before a failed-over answer fails back."""
+    failback_ready: int | None = None
+    """Ready local pods needed to fail back (at least min_ready; null: min_ready)."""
+    cluster_preference: tuple[str, ...] = ()
+    """Remote cluster tiers, in order ("*": every other); empty: all ready clusters."""
+    events: bool = True
+    """Record failovers as Kubernetes Events (events.k8s.io/v1) on the Service."""
     ttl: int = 5
     """TTL of every answer and SOA minimum (0-3600)."""
     pods: str = "insecure"
@@ -281,6 +295,20 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ConfigError(key, f"{value!r} is not a cluster id (a DNS-1123 "
                                   "subdomain: lowercase a-z, 0-9, '-' and '.')")
             return value
+        case "failback_delay":
+            try:
+                return parse_delay(value)
+            except ValueError as e:
+                raise ConfigError(key, str(e)) from None
+        case "failback_ready":
+            return None if value is None else _int(value, key, 0, 1_000_000)
+        case "cluster_preference":
+            try:
+                return parse_preference(value)
+            except ValueError as e:
+                raise ConfigError(key, str(e)) from None
+        case "query_log" | "metrics" | "udp_batch" | "events":
+            return _bool(value, key)
         case "min_ready":
             return _int(value, key, 0, 1_000_000)
         case "ttl":
@@ -325,8 +353,6 @@ def _coerce(key: str, value: Any) -> Any:
             return _namespaces(_str_list(value, key), key)
         case "allow":
             return _networks(_str_list(value, key), key)
-        case "query_log" | "metrics" | "udp_batch":
-            return _bool(value, key)
         case "query_log_sample":
             return _float(value, key, 0.0, 1.0)
     raise ConfigError(key, "unknown key")  # pragma: no cover - KEYS guards this
@@ -347,6 +373,9 @@ def build(values: Mapping[str, Any], base: Config | None = None) -> Config:
 def _check_whole(cfg: Config) -> None:
     if cfg.cache_min_ttl > cfg.cache_max_ttl:
         raise ConfigError("cache_min_ttl", "is larger than cache_max_ttl")
+    if cfg.failback_ready is not None and cfg.failback_ready < cfg.min_ready:
+        raise ConfigError("failback_ready", f"{cfg.failback_ready} is below min_ready "
+                          f"({cfg.min_ready}): failing back takes at least min_ready pods")
     if cfg.zone == cfg.clusterset_zone:
         raise ConfigError("clusterset_zone", "must differ from zone")
     if cfg.state and cfg.kubeconfig:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from mcdns.objects.failover import Failover
+
 
 class Kind(StrEnum):
     """The object kinds mcdns keeps."""
@@ -44,6 +46,7 @@ class Service:
     # internalTrafficPolicy: Local (the standard field: traffic stays in the cluster)
     min_ready: int | None  # mcdns.io/min-ready annotation
     more_ips: tuple[str, ...] = ()  # dual-stack: the ClusterIPs after the first
+    failover: Failover | None = None  # mcdns.io failback and cluster preference tuning
 
     @property
     def cluster_ips(self) -> tuple[str, ...]:
@@ -108,6 +111,7 @@ class ServiceImport:
     min_ready: int | None
     derived: str = ""  # the derived Service's name when annotated ("": derived-<name>)
     ready: bool = True  # False when status.conditions has Ready=False
+    failover: Failover | None = None  # mcdns.io failback and cluster preference tuning
 
     @property
     def key(self) -> Key:

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from mcdns.objects import shapes
+from mcdns.objects.failover import (
+    CLUSTER_PREFERENCE_ANNOTATION,
+    FAILBACK_DELAY_ANNOTATION,
+    FAILBACK_READY_ANNOTATION,
+    Failover,
+    parse_delay,
+    parse_preference,
+)
 from mcdns.objects.model import (
     ClusterProperty,
     Endpoint,
@@ -140,6 +148,46 @@ def _annotation_policy(meta: Mapping[str, Any]) -> tuple[str | None, int | None]
     return policy, min_ready
 
 
+_FAILOVERS: dict[Failover, Failover] = {}  # equal tunings share one object
+
+
+def _failover(meta: Mapping[str, Any]) -> Failover | None:
+    """The failback and cluster preference annotations, or None when none is set."""
+    ann = _get(meta, "annotations", {})
+    raw = {k: ann.get(k) for k in (FAILBACK_DELAY_ANNOTATION, FAILBACK_READY_ANNOTATION,
+                                   CLUSTER_PREFERENCE_ANNOTATION)}
+    if all(v is None for v in raw.values()):
+        return None
+    delay = _annotation(raw, FAILBACK_DELAY_ANNOTATION, parse_delay)
+    ready = _annotation(raw, FAILBACK_READY_ANNOTATION, _count)
+    pref = _annotation(raw, CLUSTER_PREFERENCE_ANNOTATION, parse_preference)
+    f = Failover(delay, ready, pref)
+    return _FAILOVERS.setdefault(f, f)
+
+
+T = TypeVar("T")
+
+
+def _annotation(raw: Mapping[str, Any], key: str, parse: Callable[[Any], T]) -> T | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ReduceError(f"annotation {key}: {e}") from None
+
+
+def _count(raw: Any) -> int:
+    try:
+        n = int(str(raw))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an integer") from None
+    if not 0 <= n <= 1_000_000:
+        raise ValueError(f"{raw!r} is out of range 0-1000000")
+    return n
+
+
 def _ports(raw: Any, where: str) -> tuple[Port, ...]:
     if not isinstance(raw, list):
         raise ReduceError(f"{where} is not a list")
@@ -195,14 +243,16 @@ def _service(obj: Mapping[str, Any], ns: str, name: str) -> Service:
         if not isinstance(ext, str) or not _is_domain(ext.rstrip(".")):
             raise ReduceError(f"spec.externalName {ext!r} is not a domain name")
         return Service(ns, name, "ExternalName", "", ext.rstrip("."), ports, policy, min_ready)
+    failover = _failover(meta)
     if policy is None and spec.get("internalTrafficPolicy") == "Local":
         policy = LOCAL_ONLY  # the standard field: no fallback, unless the annotation says so
     raw_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
     if raw_ips and raw_ips[0] == "None":
-        return Service(ns, name, "Headless", "", "", ports, policy, min_ready)
+        return Service(ns, name, "Headless", "", "", ports, policy, min_ready,
+                       failover=failover)
     ips = _ips(raw_ips, "spec.clusterIPs")
     return Service(ns, name, "ClusterIP", ips[0] if ips else "", "", ports, policy,
-                   min_ready, ips[1:])
+                   min_ready, ips[1:], failover)
 
 
 def _slice(obj: Mapping[str, Any], ns: str, name: str) -> EndpointSlice:
@@ -272,4 +322,4 @@ def _import(obj: Mapping[str, Any], ns: str, name: str) -> ServiceImport:
         raise ReduceError(f"annotation {shapes.DERIVED_ANNOTATION}={derived!r} is not a "
                           "Service name")
     return ServiceImport(ns, name, itype, ips, ports, policy, min_ready, sys.intern(derived),
-                         ready)
+                         ready, _failover(meta))
