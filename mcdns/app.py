@@ -46,7 +46,8 @@ log = logging.getLogger("mcdns")
 
 # Keys a running server can take on reload; the others need a restart.
 LIVE_KEYS = frozenset({
-    "policy", "min_ready", "ttl", "pods", "max_udp_size", "tcp_idle_timeout",
+    "policy", "min_ready", "failback_delay", "failback_ready", "cluster_preference", "ttl",
+    "pods", "max_udp_size", "tcp_idle_timeout",
     "tcp_max_connections", "tcp_max_queries", "log_format", "log_level", "query_log",
     "query_log_sample", "lameduck", "upstream_timeout",
 })

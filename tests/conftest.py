@@ -31,6 +31,11 @@ from mcdns import config
 from mcdns.app import App
 from mcdns.state.store import Store
 
+# The suite written before the failback hold-down expects failing back to be immediate:
+# it runs with failback_delay 0, in this process and in every `mcdns serve` it starts
+# (start_mcdns passes --failback-delay 0). Tests of the hold-down set their own delay.
+config.DEFAULT_FAILBACK_DELAY = 0.0
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_STATE = ROOT / "config" / "demo-state.yaml"
@@ -126,6 +131,8 @@ def start_mcdns(*args: str, cwd: Path = ROOT, timeout: float = 30
     argv = [sys.executable, "-m", "mcdns", "serve", *args]
     if "--listen" not in args:
         argv += ["--listen", "127.0.0.1:0"]
+    if "--failback-delay" not in args:  # as in this process: see the top of this file
+        argv += ["--failback-delay", "0"]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=cwd)
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout

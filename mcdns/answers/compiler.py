@@ -7,14 +7,19 @@ service's latest decision, which the explain record and the metrics read.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from mcdns.answers import rdata, records
+from mcdns.answers.failback import Failbacks
 from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
 from mcdns.answers.owners import Owner
 from mcdns.answers.slots import TAG_DEGRADED, TAG_IMPORT, TAG_LOCAL, TAG_NONE
+from mcdns.answers.switch import DIRECTIONS, Switch, switch_of
 from mcdns.answers.table import AnswerTable
 from mcdns.config import Config
 from mcdns.histogram import PROGRAMMING_BOUNDS, Histogram
@@ -44,7 +49,9 @@ def _label(d: Decision) -> str:
 class Compiler:
     """Keeps ``table`` equal to what the store's data says, one commit at a time."""
 
-    def __init__(self, cfg: Config, store: Store) -> None:
+    def __init__(self, cfg: Config, store: Store,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` times failback hold-downs (monotonic seconds)."""
         self.cfg = cfg
         self.store = store
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
@@ -53,6 +60,10 @@ class Compiler:
                                  tags_of=self._tags_of, ptr_zone=cfg.zone)
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
+        self._switch_listeners: list[Callable[[Switch], None]] = []
+        self.switches: Counter[str] = Counter()  # by direction (switch.DIRECTIONS)
+        self.failbacks = Failbacks(clock)
+        self._rechecks: dict[Key, asyncio.TimerHandle] = {}
         self._static()
         self._namespaces()
         self.table.flush()
@@ -117,6 +128,11 @@ class Compiler:
         d = self.decisions.get(owner)
         return {} if d is None else {f"{d.name}.{d.namespace}.svc.{self.cfg.zone}.": _tag(d)}
 
+    def on_switch(self, listener: Callable[[Switch], None]) -> None:
+        """Call ``listener`` with every switch of a service's answer (it must only queue
+        work: it runs on the compile path)."""
+        self._switch_listeners.append(listener)
+
     def service_states(self) -> dict[str, int]:
         """Services by the state of their answer: healthy (local), fallback (a local
         Service answered by its import), degraded (the chosen answer has no ready
@@ -163,10 +179,15 @@ class Compiler:
         # would let it answer for another service's names).
         if (key not in st.services and key not in st.imports) or "." in name:
             self.decisions.pop(key, None)
+            self.failbacks.forget(key)
             self.table.set_owner(key, {})
             self.table.set_bare_names(key, ())
             return
-        d = decide(st, ns, name, self.cfg.policy, self.cfg.min_ready, self.cluster_id)
+        cfg = self.cfg
+        want = decide(st, ns, name, cfg.policy, cfg.min_ready, self.cluster_id,
+                      cfg.cluster_preference, cfg.failback_ready, cfg.failback_delay)
+        d, recheck = self.failbacks.apply(key, want, old)
+        self._schedule(key, recheck)
         self.decisions[key] = d
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
         cbase = f"{name}.{ns}.svc.{self.cfg.clusterset_zone}."
@@ -176,6 +197,32 @@ class Compiler:
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
             log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
                      _label(d), d.reason)
+        sw = switch_of(old, d, time.time())
+        if sw is not None:
+            self.switches[DIRECTIONS[sw.reason]] += 1
+            for listener in self._switch_listeners:
+                listener(sw)
+
+    def _schedule(self, key: Key, at: float | None) -> None:
+        """Compile ``key`` again at monotonic time ``at`` (a pending failback's end);
+        None cancels. Needs a running event loop (the server's); without one, the next
+        change to the service looks again."""
+        handle = self._rechecks.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        if at is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = max(0.0, at - self.failbacks.clock())
+        self._rechecks[key] = loop.call_later(delay, self._recheck, key)
+
+    def _recheck(self, key: Key) -> None:
+        self._rechecks.pop(key, None)
+        self.compile_service(key)
+        self.table.flush()
 
     def _namespaces(self) -> None:
         z = self.cfg.zone

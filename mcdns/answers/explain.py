@@ -24,6 +24,7 @@ def explain(compiler: Compiler, qname: str) -> list[str]:
             out.append(f"service={key[0]}/{key[1]} not found: no Service and no ServiceImport")
         else:
             out += _decision(d)
+            out.append(_failback(d, compiler.failbacks.pending(key)))
     out += _state(compiler)
     return [s[i:i + 255] for s in out for i in range(0, len(s), 255)]
 
@@ -48,7 +49,19 @@ def _decision(d: Decision) -> list[str]:
         ready = "" if r.condition_ready else " condition=Ready=False"
         out.append(f"import=present type={d.imp.type} ips={','.join(r.ips) or '-'}{via}"
                    f"{ready} ready_by_cluster={by_cluster} own_slices={len(r.own)}")
+        if r.tier or r.clusterset_tier:
+            out.append(f"tier={','.join(r.tier) or 'all'} "
+                       f"clusterset_tier={','.join(r.clusterset_tier) or 'all'}")
     return out
+
+
+def _failback(d: Decision, pending: float | None) -> str:
+    """The failback rule in force, and the hold-down's progress when one runs."""
+    rule = f"failback_ready={d.failback_ready} failback_delay={d.failback_delay:g}s"
+    if pending is None:
+        return f"failback=none {rule}"
+    return (f"failback=pending local healthy for {pending:.1f} s of "
+            f"{d.failback_delay:g} s {rule}")
 
 
 def _state(compiler: Compiler) -> list[str]:

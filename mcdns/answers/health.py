@@ -18,6 +18,7 @@ LOCAL = "local"
 IMPORT = "import"
 NONE = "none"
 LOCAL_ONLY = "local-only"
+LOCAL_FIRST = "local-first"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,17 @@ class Decision:
     slices: tuple[EndpointSlice, ...] = field(default=())  # all of the Service's (names)
     local_ready: int = 0  # ready pods in local_slices
     remote: Remote = NO_REMOTE
+    failback_ready: int = 0  # ready local pods needed to fail back (>= min_ready)
+    failback_delay: float = 0.0  # seconds the local side must stay healthy to fail back
 
 
 def decide(store: Store, ns: str, name: str, default_policy: str,
-           default_min_ready: int, cluster_id: str = "") -> Decision:
-    """Apply the policy table to the current store for ns/name."""
+           default_min_ready: int, cluster_id: str = "", preference: tuple[str, ...] = (),
+           failback_ready: int | None = None, failback_delay: float = 0.0) -> Decision:
+    """Apply the policy table to the current store for ns/name. The defaults after
+    ``cluster_id`` (the config's) give way to the import's annotations, and those to the
+    Service's, as for the policy and min_ready. Failing back is the compiler's
+    (answers.failback): a decision says what the objects want now."""
     svc = store.services.get((ns, name))
     imp = store.imports.get((ns, name))
     derived = store.services.get((ns, imp.derived_name)) if imp else None
@@ -51,16 +58,28 @@ def decide(store: Store, ns: str, name: str, default_policy: str,
     for src in (imp, svc):  # the Service's annotation wins
         if src is not None and src.min_ready is not None:
             min_ready = src.min_ready
+    for src in (imp, svc):
+        tuning = src.failover if src is not None else None
+        if tuning is not None:
+            preference = tuning.cluster_preference or preference
+            failback_ready = (failback_ready if tuning.failback_ready is None
+                              else tuning.failback_ready)
+            failback_delay = (failback_delay if tuning.failback_delay is None
+                              else tuning.failback_delay)
     slices = tuple(store.slices_of(ns, name)) if svc else ()
     local_slices = (slices if all(is_own(s, cluster_id) for s in slices)
                     else tuple(s for s in slices if is_own(s, cluster_id)))
     local_ready = ready_pods(local_slices)
     remote = (remote_of(imp, store.mcs_slices_of(ns, imp.name),
-                        store.slices_of(ns, imp.derived_name), derived, cluster_id)
+                        store.slices_of(ns, imp.derived_name), derived, cluster_id,
+                        preference)
               if imp else NO_REMOTE)
     base = dict(namespace=ns, name=name, policy=policy, min_ready=min_ready, service=svc,
                 imp=imp, derived=derived, local_slices=local_slices, slices=slices,
-                local_ready=local_ready, remote=remote)
+                local_ready=local_ready, remote=remote,
+                failback_ready=max(min_ready, min_ready if failback_ready is None
+                                   else failback_ready),
+                failback_delay=failback_delay)
     # Every slice of the Service backs its ClusterIP (kube-proxy serves the endpoints that
     # Karmada dispatches into it too): slices with no ready endpoint at all make it
     # degraded. No slice at all is unknown, not degraded: the endpointslice controller

@@ -191,7 +191,7 @@ def _import_cluster_zone(rs: RecordSet, d: Decision, base: str, zones: Zones) ->
         return
     cbase = f"{d.name}.{d.namespace}.svc.{zones.clusterset}.".lower()
     clusters = {id(s): _cluster_label(s, d) for s in d.remote.slices}
-    for s, ep, ip in _ready(d.remote.slices):
+    for s, ep, ip in _ready(d.remote.answer_slices):  # the preferred tier's
         rs.address(base, ip, ptr=False)
         cluster = clusters[id(s)]
         if cluster:
@@ -220,13 +220,17 @@ def _clusterset(rs: RecordSet, d: Decision, zones: Zones) -> None:
         return
     every = (*d.remote.slices, *d.remote.own)
     clusters = {id(s): _cluster_label(s, d) for s in every}
+    answering = {id(s) for s in d.remote.clusterset_answer_slices}  # the preferred tier
     for s, ep, ip in _ready(every):
-        rs.address(cbase, ip, ptr=False)
         cluster = clusters[id(s)]
+        if id(s) in answering:
+            rs.address(cbase, ip, ptr=False)
         if not cluster:
             continue
         target = f"{endpoint_label(ep, ip)}.{cluster}.{cbase}"
-        rs.address(target, ip)
+        rs.address(target, ip)  # every cluster's endpoint names, whatever the tier
+        if id(s) not in answering:
+            continue
         for p in s.ports:
             rs.srv(cbase, p.port, target)
             if p.name:

@@ -54,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcdns.objects.failover import tiers
 from mcdns.objects.model import EndpointSlice, Origin, Service, ServiceImport
 
 # Kubernetes and the MCS API (mcs-api pkg/apis/v1beta1/well_known_labels.go)
@@ -196,6 +197,11 @@ class Remote:
     headless: bool = False
     condition_ready: bool = True  # False when the import's Ready condition is False
     cluster_id: str = ""  # this cluster's id (it names this cluster's own slices)
+    # Cluster preference: the first tier with ready endpoints answers (): every cluster.
+    tier: tuple[str, ...] = ()  # the cluster zone's (other clusters only)
+    tier_slices: tuple[EndpointSlice, ...] | None = None  # its slices (None: all)
+    clusterset_tier: tuple[str, ...] = ()  # the clusterset zone's (this cluster too)
+    clusterset_tier_slices: tuple[EndpointSlice, ...] | None = None
 
     @property
     def known(self) -> bool:
@@ -204,6 +210,18 @@ class Remote:
     @property
     def ready(self) -> int:
         return sum(n for _, n in self.ready_by_cluster)
+
+    @property
+    def answer_slices(self) -> tuple[EndpointSlice, ...]:
+        """The other clusters' slices the cluster zone answers from (the chosen tier)."""
+        return self.slices if self.tier_slices is None else self.tier_slices
+
+    @property
+    def clusterset_answer_slices(self) -> tuple[EndpointSlice, ...]:
+        """Every cluster's slices the clusterset zone answers from (the chosen tier)."""
+        if self.clusterset_tier_slices is None:
+            return (*self.slices, *self.own)
+        return self.clusterset_tier_slices
 
     @property
     def available(self) -> bool:
@@ -219,10 +237,10 @@ NO_REMOTE = Remote((), ())  # the one "no import" value every decision shares
 
 def remote_of(imp: ServiceImport, slices: tuple[EndpointSlice, ...],
               derived_slices: tuple[EndpointSlice, ...], derived: Service | None,
-              cluster_id: str) -> Remote:
+              cluster_id: str, preference: tuple[str, ...] = ()) -> Remote:
     """The per-cluster view of import ``imp``: its MCS ``slices`` and its derived
     Service's slices (one list, each slice once), split into this cluster's and the
-    others'."""
+    others', and the tier of clusters ``preference`` picks in each zone."""
     extra = derived_slices
     if extra:
         seen = {s.key for s in slices}
@@ -233,6 +251,8 @@ def remote_of(imp: ServiceImport, slices: tuple[EndpointSlice, ...],
     for s in others:
         by_cluster.setdefault(s.cluster or UNKNOWN_CLUSTER, []).append(s)
     ready = tuple(sorted((c, ready_pods(group)) for c, group in by_cluster.items()))
+    tier, tier_slices = _tier(preference, others, "")
+    cs_tier, cs_slices = _tier(preference, (*others, *own), cluster_id)
     headless = imp.type == "Headless"
     ips: tuple[str, ...] = ()
     clusterset_ips: tuple[str, ...] = ()
@@ -245,8 +265,25 @@ def remote_of(imp: ServiceImport, slices: tuple[EndpointSlice, ...],
             ips = clusterset_ips = derived.cluster_ips
             via = sys.intern("derived Service " + derived.name)
         else:  # Lighthouse: each cluster's slice carries that cluster's service IP
-            ips = ready_addresses(others)
-            clusterset_ips = ready_addresses(slices)
+            ips = ready_addresses(others if tier_slices is None else tier_slices)
+            clusterset_ips = ready_addresses(slices if cs_slices is None else cs_slices)
             via = "ready cluster slices"
     return Remote(others, ready, own, ips, clusterset_ips, via, headless, imp.ready,
-                  cluster_id)
+                  cluster_id, tier, tier_slices, cs_tier, cs_slices)
+
+
+def _tier(preference: tuple[str, ...], slices: tuple[EndpointSlice, ...], own_id: str
+          ) -> tuple[tuple[str, ...], tuple[EndpointSlice, ...] | None]:
+    """(clusters, their slices) of the first preference tier with a ready pod; ((),
+    None) without a preference or when no tier has one (every cluster answers)."""
+    if not preference:
+        return (), None
+    groups: dict[str, list[EndpointSlice]] = {}
+    for s in slices:
+        cluster = s.cluster or (own_id if s.origin != Origin.IMPORTED else "") or UNKNOWN_CLUSTER
+        groups.setdefault(cluster.lower(), []).append(s)
+    for clusters in tiers(preference, set(groups)):
+        chosen = tuple(s for c in sorted(clusters) for s in groups[c])
+        if ready_pods(chosen):
+            return tuple(sorted(clusters)), chosen
+    return (), None

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from mcdns import __version__
 from mcdns.answers.compiler import Compiler
 from mcdns.answers.slots import TAG_NAMES, Slots
+from mcdns.answers.switch import DIRECTIONS
 from mcdns.histogram import Histogram
 from mcdns.kube.settings import KubeStats
 from mcdns.proto import RCODE_NAMES, TYPE_NAMES
@@ -114,6 +115,16 @@ class MetricsCollector(Collector):
         for state, n in self.parts.compiler.service_states().items():
             fam.add_metric([state], n)
         yield fam
+        compiler = self.parts.compiler
+        switches = CounterMetricFamily(
+            "mcdns_answer_switches", "Switches of a service's answer: to_import (failed "
+            "over), to_local (failed back), tier", labels=["direction"])
+        for direction in DIRECTIONS.values():
+            switches.add_metric([direction], compiler.switches[direction])
+        yield switches
+        yield GaugeMetricFamily("mcdns_failback_pending", "Services answered by their "
+                                "import while the local side's failback hold-down runs",
+                                value=len(compiler.failbacks.since))
         yield histogram_family(
             self.parts.compiler.programming, "mcdns_programming_duration_seconds",
             "Time from a watch event (or state file change) to the changed answer")
