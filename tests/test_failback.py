@@ -332,7 +332,9 @@ def test_the_server_fails_back_on_its_own_when_the_hold_down_ends() -> None:
                 assert time.monotonic() - healthy < 2.0
                 await asyncio.sleep(0.01)
             took = time.monotonic() - healthy
-            assert 0.3 - 0.02 <= took <= 0.3 + 0.1, took
+            # Not before the hold-down ends; soon after (a loaded CI box may be late: the
+            # +-100 ms goal is measured by bench/failover_bench.py, not here).
+            assert 0.3 - 0.02 <= took <= 0.3 + 0.25, took
 
     asyncio.run(asyncio.wait_for(go(), 20))
 
