@@ -40,6 +40,7 @@ from mcdns.state.statefile import StateFileSource
 from mcdns.state.store import Store
 
 if TYPE_CHECKING:  # imported when used: a state file never needs the API client
+    from mcdns.kube.events import EventRecorder
     from mcdns.kube.source import KubeSource
 
 log = logging.getLogger("mcdns")
@@ -81,6 +82,7 @@ class App:
         self.http: HTTPServer | None = None
         self.state_source: StateFileSource | None = None
         self.kube: KubeSource | None = None
+        self.events: EventRecorder | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.stopping = False
 
@@ -110,6 +112,7 @@ class App:
                      queries=self.compiler.table.slots, latency=self.listeners.latency,
                      compiler=self.compiler, store=self.store,
                      kube=self.kube.stats if self.kube is not None else None,
+                     events=self.events.stats if self.events is not None else None,
                      resolver=self.forwarder)
 
     @property
@@ -129,6 +132,12 @@ class App:
             conf = await load_client_config(self.cfg)  # ClientConfigError: the CLI exits 2
             self.kube = KubeSource(self.cfg, self.store, self.kube_settings, client_config=conf)
             self.tasks.append(asyncio.create_task(self.kube.run(), name="kube"))
+            if self.cfg.events:  # failovers as Kubernetes Events, off the answer path
+                from mcdns.kube.events import EventRecorder
+
+                self.events = EventRecorder(conf, versions=self.kube.version_of)
+                self.tasks.append(self.events.start())
+                self.compiler.on_switch(self.events.record)
         await self.listeners.start(reuse_port)
         if self.cfg.http is not None:
             self.http = HTTPServer(self.cfg.http, self._metric_parts(), lambda: self.stopping)
@@ -144,6 +153,8 @@ class App:
     async def stop(self, drain: float = 5.0) -> None:
         self.stopping = True
         await self.listeners.stop(drain)
+        if self.events is not None:  # send what is queued, briefly
+            await self.events.stop(1.0)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

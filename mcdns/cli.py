@@ -136,8 +136,8 @@ def run(cfg: Config, flags: dict[str, Any] | None = None) -> int:
     children: list[int] = []
     for _ in range(cfg.workers - 1):
         pid = os.fork()
-        if pid == 0:  # a worker: DNS only, no HTTP port of its own
-            os._exit(_loop(cfg.replace(http=None), flags, []))
+        if pid == 0:  # a worker: DNS only, no HTTP port (nor Events: the first records them)
+            os._exit(_loop(cfg.replace(http=None, events=False), flags, []))
         children.append(pid)
     try:
         return _loop(cfg, flags, children)

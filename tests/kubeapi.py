@@ -5,6 +5,10 @@ API server gives: lists with ``metadata.resourceVersion`` and ``limit``/``contin
 paging, watches streaming newline-delimited JSON events over chunked encoding from a
 resourceVersion (ADDED/MODIFIED/DELETED/BOOKMARK, in-stream ERROR with a 410 Status),
 410 for a compacted resourceVersion, 404 for an absent CRD group, and API discovery.
+Events (``events.k8s.io/v1``) can also be written: POST creates one (validated as the
+real API validates an Event), PATCH merges into it (merge and strategic-merge patches,
+treated alike as JSON merge patches), GET reads one or lists them; every request is
+kept in ``calls`` (method, path, body) for the tests.
 
 Tests drive faults through plain methods: ``apply``/``remove`` objects, ``compact``
 history, ``cut_watches`` mid-stream, ``fail`` with 500s, ``bookmark``, ``expire_watches``
@@ -45,10 +49,21 @@ RESOURCES = (
     Res("multicluster.x-k8s.io", ("v1alpha1", "v1beta1"), "serviceimports", "ServiceImport",
         True),
     Res("about.k8s.io", ("v1alpha1", "v1beta1"), "clusterproperties", "ClusterProperty", False),
+    Res("events.k8s.io", ("v1",), "events", "Event", True),
 )
 BY_KIND = {r.kind: r for r in RESOURCES}
 BY_PLURAL = {r.plural: r for r in RESOURCES}
 CRD_GROUPS = ("multicluster.x-k8s.io", "about.k8s.io")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the server received."""
+
+    method: str
+    path: str
+    body: Any  # the decoded JSON body (None without one)
+    content_type: str
 
 
 @dataclass
@@ -91,6 +106,7 @@ class FakeKubeAPI:
         self.broken: set[str] = set()
         self.gone_in_stream = True  # too-old watch: 200 + ERROR event (else HTTP 410)
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.calls: list[Call] = []  # every request, with its method and body
         self.failing: int | None = None  # HTTP status every request gets while set
         self.fail_remaining: int | None = None
         self.token: str | None = None  # when set, requests need "Bearer <token>"
@@ -108,7 +124,8 @@ class FakeKubeAPI:
 
     async def start(self, port: int | None = None) -> None:
         app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        for method in ("GET", "POST", "PATCH"):
+            app.router.add_route(method, "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
@@ -221,6 +238,13 @@ class FakeKubeAPI:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         q = dict(request.query)
         self.requests.append((request.path, q))
+        body: Any = None
+        if request.can_read_body:
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                body = "<not JSON>"
+        self.calls.append(Call(request.method, request.path, body, request.content_type))
         if self.failing is not None:
             code = self.failing
             if self.fail_remaining is not None:
@@ -234,12 +258,24 @@ class FakeKubeAPI:
         found = self._route(parts)
         if isinstance(found, web.StreamResponse):
             return found
-        res, version, ns = found
+        res, version, ns, name = found
+        if request.method == "POST" and name is None and ns is not None:
+            return self._create(res, version, ns, body)
+        if request.method == "PATCH" and name is not None:
+            return self._patch(res, version, ns, name, body, request.content_type)
+        if request.method != "GET":
+            return _json(status(405, "MethodNotAllowed", "method not allowed"), 405)
+        if name is not None:
+            obj = self.objects[res.plural].get((ns or "", name))
+            if obj is None:
+                return _json(status(404, "NotFound", f"{res.plural} {name!r} not found"), 404)
+            return _json(_as_version(obj, res, version))
         if q.get("watch") in ("1", "true"):
             return await self._watch(request, res, version, ns, q)
         return self._list(res, version, ns, q)
 
-    def _route(self, parts: list[str]) -> web.StreamResponse | tuple[Res, str, str | None]:
+    def _route(self, parts: list[str]
+               ) -> web.StreamResponse | tuple[Res, str, str | None, str | None]:
         notfound = _json(status(404, "NotFound", "the server could not find the requested "
                                 "resource"), 404)
         if parts[:1] == ["api"]:
@@ -264,13 +300,65 @@ class FakeKubeAPI:
         if not rest:
             return _json(self._resource_list(group, version))
         ns = None
-        if len(rest) == 3 and rest[0] == "namespaces":
+        if len(rest) in (3, 4) and rest[0] == "namespaces":
             ns, rest = rest[1], rest[2:]
+        name = rest.pop() if len(rest) == 2 else None  # one object
         res = BY_PLURAL.get(rest[0]) if len(rest) == 1 else None
         if (res is None or res.group != group or (ns is not None and not res.namespaced)
                 or res.plural in self.broken):
             return notfound
-        return res, version, ns
+        return res, version, ns, name
+
+    def _create(self, res: Res, version: str, ns: str, body: Any) -> web.Response:
+        """POST: a new object (201), 409 when its name is taken, 422 when invalid."""
+        if not isinstance(body, dict) or body.get("kind") != res.kind:
+            return _json(status(400, "BadRequest", f"not a {res.kind}"), 400)
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if meta.setdefault("namespace", ns) != ns:
+            return _json(status(400, "BadRequest", "the namespace of the object does not "
+                                "match the namespace on the request"), 400)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{next(self._snap_ids):05x}"
+        problem = _invalid(obj, res)
+        if problem:
+            return _json(status(422, "Invalid", problem), 422)
+        if (ns, meta["name"]) in self.objects[res.plural]:
+            return _json(status(409, "AlreadyExists", f"{res.plural} {meta['name']!r} "
+                                "already exists"), 409)
+        meta["uid"] = f"uid-{self.rv + 1}"
+        return _json(_as_version(self._store(res, obj), res, version), 201)
+
+    def _patch(self, res: Res, version: str, ns: str | None, name: str, body: Any,
+               content_type: str) -> web.Response:
+        """PATCH: a JSON merge patch (also for strategic-merge, the same for Events)."""
+        if content_type not in ("application/merge-patch+json",
+                                "application/strategic-merge-patch+json"):
+            return _json(status(415, "UnsupportedMediaType", content_type), 415)
+        old = self.objects[res.plural].get((ns or "", name))
+        if old is None:
+            return _json(status(404, "NotFound", f"{res.plural} {name!r} not found"), 404)
+        new = merge_patch(old, body)
+        problem = _invalid(new, res, old)
+        if problem:
+            return _json(status(422, "Invalid", problem), 422)
+        return _json(_as_version(self._store(res, new), res, version))
+
+    def _store(self, res: Res, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        key = (meta["namespace"] if res.namespaced else "", meta["name"])
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        table = self.objects[res.plural]
+        etype = "MODIFIED" if key in table else "ADDED"
+        table[key] = obj
+        self._emit(Event(self.rv, res.plural, etype, obj))
+        return obj
+
+    def events(self, namespace: str | None = None) -> list[Obj]:
+        """The stored Events (of ``namespace``), oldest name first."""
+        return [o for (ns, _), o in sorted(self.objects["events"].items())
+                if namespace is None or ns == namespace]
 
     def _versions(self, group: str) -> tuple[str, ...]:
         if group == "":
@@ -398,6 +486,56 @@ class FakeKubeAPI:
                         "metadata": {"resourceVersion": str(arg)}}})
                 continue
             await _line(resp, _event(arg, res, version))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch of ``target`` by ``patch`` (a new object)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+# events.k8s.io/v1 validation, as the API server's (pkg/apis/core/validation/events.go)
+EVENT_FIXED = ("regarding", "related", "reason", "note", "type", "action",
+               "reportingController", "reportingInstance", "eventTime")
+
+
+def _invalid(obj: Obj, res: Res, old: Obj | None = None) -> str:
+    """Why the API would refuse ``obj`` (an update of ``old``); "" when it would not."""
+    if res.plural != "events":
+        return ""
+    meta = obj.get("metadata", {})
+    problems = []
+    if not meta.get("name"):
+        problems.append("metadata.name: Required value")
+    for f in ("eventTime", "reportingController", "reportingInstance", "action", "reason"):
+        if not obj.get(f):
+            problems.append(f"{f}: Required value")
+    for f in ("reportingInstance", "action", "reason"):
+        if len(obj.get(f) or "") > 128:
+            problems.append(f"{f}: Too long: may not be more than 128 bytes")
+    if len((obj.get("note") or "").encode()) > 1024:
+        problems.append("note: Too long: may not be more than 1024 bytes")
+    if obj.get("type") not in ("Normal", "Warning"):
+        problems.append(f"type: Invalid value: {obj.get('type')!r}")
+    regarding = obj.get("regarding") or {}
+    if regarding.get("namespace") and regarding["namespace"] != meta.get("namespace"):
+        problems.append("regarding.namespace: does not match event.namespace")
+    series = obj.get("series")
+    if series is not None:
+        if not isinstance(series.get("count"), int) or series["count"] < 2:
+            problems.append("series.count: should be at least 2")
+        if not series.get("lastObservedTime"):
+            problems.append("series.lastObservedTime: Required value")
+    if old is not None:  # an update changes the series only
+        problems += [f"{f}: field is immutable" for f in EVENT_FIXED if obj.get(f) != old.get(f)]
+    return "; ".join(problems)
 
 
 def _gv(res: Res, version: str) -> str:

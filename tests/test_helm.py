@@ -53,6 +53,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "topologySpread": {"enabled": False},
         "config": {"policy": "import-first", "cluster_id": "east", "ttl": 10},
     },
+    "no-events": {"config": {"events": False}},
 }
 
 RBAC_RULES = {
@@ -62,6 +63,9 @@ RBAC_RULES = {
     ("multicluster.x-k8s.io", "serviceimports"),
     ("about.k8s.io", "clusterproperties"),
 }
+# The one write: failovers recorded as Events (config.events), in any namespace.
+EVENTS_RULE = {"apiGroups": ["events.k8s.io"], "resources": ["events"],
+               "verbs": ["create", "patch"]}
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +155,17 @@ def test_default_renders_every_object(chart: Any) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
-def test_clusterrole_is_read_only_on_five_resources(chart: Any, name: str) -> None:
+def test_clusterrole_reads_five_resources_and_only_writes_events(chart: Any,
+                                                                 name: str) -> None:
     role = one(objects(render(chart, VALUE_SETS[name])), "ClusterRole")
     granted: set[tuple[str, str]] = set()
+    writes = [r for r in role["rules"] if sorted(r["verbs"]) != ["get", "list", "watch"]]
+    events = VALUE_SETS[name].get("config", {}).get("events", True)
+    assert writes == ([EVENTS_RULE] if events else [])
     for rule in role["rules"]:
-        assert sorted(rule["verbs"]) == ["get", "list", "watch"]
         assert set(rule) == {"apiGroups", "resources", "verbs"}
+        if rule in writes:
+            continue
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 assert (group, resource) not in granted, "granted twice"
@@ -207,6 +216,9 @@ def test_deployment_shape(chart: Any) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["args"] == ["serve", "--config", "/etc/mcdns/mcdns.yaml"]
+    # the Events' reportingInstance
+    assert container["env"] == [{"name": "POD_NAME", "valueFrom": {
+        "fieldRef": {"fieldPath": "metadata.name"}}}]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/etc/mcdns"] == "config"
 
@@ -407,8 +419,12 @@ def test_sidecar_pod_resolves_through_mcdns(tmp_path: Path) -> None:
 
 
 def test_sidecar_rbac_matches_chart(chart: Any) -> None:
-    chart_role = one(objects(render(chart, {})), "ClusterRole")
+    """The sidecar reads what the chart reads; it records no Events (many pods would
+    record one failover many times), so it has the chart's role without them."""
+    chart_role = one(objects(render(chart, VALUE_SETS["no-events"])), "ClusterRole")
     sidecar_role = one(sidecar_objects(), "ClusterRole")
+    text = one(sidecar_objects(), "ConfigMap")["data"]["mcdns.yaml"]
+    assert yaml.safe_load(text)["events"] is False
     assert sidecar_role["rules"] == chart_role["rules"]
     binding = one(sidecar_objects(), "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == sidecar_role["metadata"]["name"]

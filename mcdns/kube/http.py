@@ -1,10 +1,12 @@
 """The HTTP edge to the API server: raw JSON requests and watch streams.
 
-Everything the HTTP library can throw is turned here into ``KubeError`` (with a short
-``reason`` for counters), ``Gone`` (410: the resourceVersion is too old, list again) or
-``NotServed`` (404: the CRD is absent). Responses are read as raw JSON through the
-client's ``_preload_content=False`` path, so lists never become client model objects,
-and watch lines are split by hand, so a large object never hits a line-length limit.
+Reads (lists, watches) and the few writes (Events) go through here. Everything the HTTP
+library can throw is turned here into ``KubeError`` (with a short ``reason`` for
+counters), ``Gone`` (410: the resourceVersion is too old, list again) or ``NotServed``
+(404: the CRD is absent; for a write, the object or its namespace). Responses are read
+as raw JSON through the client's ``_preload_content=False`` path, so lists never become
+client model objects, and watch lines are split by hand, so a large object never hits a
+line-length limit.
 """
 
 from __future__ import annotations
@@ -45,17 +47,21 @@ HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 async def _request(api: Any, path: str, query: list[tuple[str, str]],
-                   timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+                   timeout: aiohttp.ClientTimeout, method: str = "GET", body: Obj | None = None,
+                   content_type: str = "application/json") -> aiohttp.ClientResponse:
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
     try:
         resp: aiohttp.ClientResponse = await api.call_api(
-            path, "GET", query_params=query, header_params={"Accept": "application/json"},
+            path, method, query_params=query, header_params=headers, body=body,
             auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
     except HTTP_ERRORS as e:
-        raise KubeError(_reason(e), f"GET {path}: {e!r}") from None
+        raise KubeError(_reason(e), f"{method} {path}: {e!r}") from None
     return resp
 
 
-async def _check(resp: aiohttp.ClientResponse, path: str) -> None:
+async def _check(resp: aiohttp.ClientResponse, path: str, method: str = "GET") -> None:
     """Raise the right error for a non-2xx response (and release it)."""
     if 200 <= resp.status < 300:
         return
@@ -65,7 +71,7 @@ async def _check(resp: aiohttp.ClientResponse, path: str) -> None:
         body = ""
     finally:
         resp.release()
-    message = f"GET {path}: HTTP {resp.status} {body}"
+    message = f"{method} {path}: HTTP {resp.status} {body}"
     if resp.status == 410:
         raise Gone(message)
     if resp.status == 404:
@@ -76,15 +82,25 @@ async def _check(resp: aiohttp.ClientResponse, path: str) -> None:
 async def get_json(api: Any, path: str, query: list[tuple[str, str]],
                    timeout: float) -> Obj:
     """GET ``path`` and decode the JSON object it returns."""
-    resp = await _request(api, path, query, aiohttp.ClientTimeout(total=timeout))
-    await _check(resp, path)
+    return await send_json(api, "GET", path, None, timeout, query)
+
+
+async def send_json(api: Any, method: str, path: str, body: Obj | None, timeout: float,
+                    query: list[tuple[str, str]] | None = None,
+                    content_type: str = "application/json") -> Obj:
+    """``method`` (GET, POST, PATCH...) ``path`` with a JSON ``body`` (None: no body) sent
+    as ``content_type``; the JSON object the API answers."""
+    what = f"{method} {path}"
+    resp = await _request(api, path, query or [], aiohttp.ClientTimeout(total=timeout),
+                          method, body, content_type)
+    await _check(resp, path, method)
     try:
         raw = await resp.read()
     except HTTP_ERRORS as e:
-        raise KubeError(_reason(e), f"GET {path}: {e!r}") from None
+        raise KubeError(_reason(e), f"{what}: {e!r}") from None
     finally:
         resp.release()
-    return _json_object(raw, f"GET {path}")
+    return _json_object(raw, what)
 
 
 async def watch_lines(api: Any, path: str, query: list[tuple[str, str]],

@@ -1,4 +1,4 @@
-"""Timings of the watch machinery and the counters it keeps, as plain dataclasses.
+"""Timings of the watch machinery and the Event recorder, and the counters they keep.
 
 Settings are separate from ``Config`` because they are not user keys: production uses
 the defaults, tests shrink them so a fault-injection test runs in milliseconds.
@@ -56,6 +56,42 @@ class KubeStats:
     """Objects skipped because they could not be reduced, by stream."""
     last_event: dict[str, float] = field(default_factory=dict)
     """Wall time of the last event (bookmarks included) by stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """How the Event recorder (``mcdns.kube.events``) paces its writes. One line a field."""
+
+    queue_size: int = 1000
+    """Switches waiting to be sent; more are dropped (and counted)."""
+    min_interval: float = 1.0
+    """Seconds between two writes of one series: counts seen in between are coalesced."""
+    rate: float = 10.0
+    """Writes per second to the API, all series together (a token bucket)."""
+    burst: int = 20
+    """Writes the bucket allows at once."""
+    finish: float = 360.0
+    """A series with no occurrence for this long is over: the next one is a new Event."""
+    retry_delay: float = 10.0
+    """Seconds before retrying a write the API could not take (jittered by 25%)."""
+    max_tries: int = 12
+    """Attempts of one write before it is given up."""
+    timeout: float = 10.0
+    """Seconds one request may take."""
+
+
+@dataclass(slots=True)
+class EventStats:
+    """Counters of the Event recorder (``mcdns_events_total{result}``)."""
+
+    created: int = 0
+    """Events created (the first occurrence of a series)."""
+    updated: int = 0
+    """Series updates: PATCHes of an existing Event's series count."""
+    dropped: int = 0
+    """Switches dropped because the queue was full."""
+    errors: int = 0
+    """Requests the API refused or that failed."""
 
 
 class ClientConfigError(Exception):

@@ -14,7 +14,7 @@ from typing import Any
 
 from mcdns.config import Config
 from mcdns.kube.client import ApiClient, Configuration, kube_config
-from mcdns.kube.resources import NAMESPACES, plan
+from mcdns.kube.resources import NAMESPACES, Resource, plan
 from mcdns.kube.settings import ClientConfigError, KubeStats, WatchSettings
 from mcdns.kube.watcher import Watcher
 from mcdns.state.store import Store
@@ -63,6 +63,10 @@ class KubeSource:
     def sources(self) -> tuple[str, ...]:
         """The store source names this source marks synced (one per watcher)."""
         return tuple(w.name for w in self.watchers)
+
+    def version_of(self, res: Resource) -> str | None:
+        """The version of ``res`` the watchers use (None: not served, or not known yet)."""
+        return next((w.version for w in self.watchers if w.res is res and w.version), None)
 
     async def run(self) -> None:
         """Watch everything until cancelled; the HTTP client is closed on the way out."""

@@ -3,10 +3,10 @@
 Counting a query is one list increment (plus a bucket increment for its latency): the
 query path never touches prometheus-client objects. Each part owns its counters (the
 answer table's query slots, the compiler's decisions, the watch streams' ``KubeStats``,
-the resolver's ``CacheStats`` and upstream stats, the listeners' latency histogram);
-``Parts`` names them with their types, and the collector turns them into metric
-families in CoreDNS's style when /metrics is scraped. Label sets are bounded: zones,
-protocols, a fixed list of types and rcodes, resources.
+the Event recorder's ``EventStats``, the resolver's ``CacheStats`` and upstream stats,
+the listeners' latency histogram); ``Parts`` names them with their types, and the
+collector turns them into metric families in CoreDNS's style when /metrics is scraped.
+Label sets are bounded: zones, protocols, a fixed list of types and rcodes, resources.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mcdns.answers.compiler import Compiler
 from mcdns.answers.slots import TAG_NAMES, Slots
 from mcdns.answers.switch import DIRECTIONS
 from mcdns.histogram import Histogram
-from mcdns.kube.settings import KubeStats
+from mcdns.kube.settings import EventStats, KubeStats
 from mcdns.proto import RCODE_NAMES, TYPE_NAMES
 from mcdns.resolver.resolver import Resolver
 from mcdns.state.store import Store
@@ -45,6 +45,7 @@ class Parts:
     store: Store  # which sources completed their first list
     kube: KubeStats | None  # watch streams (None: state file or no sources)
     resolver: Resolver | None  # resolver role: the cache and its upstreams
+    events: EventStats | None = None  # the Event recorder (None: not running)
 
 
 def cumulative_buckets(h: Histogram) -> list[tuple[str, float]]:
@@ -153,6 +154,16 @@ class MetricsCollector(Collector):
         yield events
         yield restarts
         yield age
+        recorded = CounterMetricFamily(
+            "mcdns_events", "Kubernetes Events of answer switches: created, updated (a "
+            "series count PATCHed), dropped (queue full), error (failed writes)",
+            labels=["result"])
+        ev = self.parts.events
+        if ev is not None:
+            for result, n in (("created", ev.created), ("updated", ev.updated),
+                              ("dropped", ev.dropped), ("error", ev.errors)):
+                recorded.add_metric([result], n)
+        yield recorded
 
     def _resolver(self) -> Iterator[Metric]:
         res = self.parts.resolver
