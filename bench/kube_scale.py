@@ -15,8 +15,14 @@ own. Measured:
   flips all endpoints of one imported service between ready and not-ready, so the answer
   flips between the local ClusterIP and the import IP. At the end one flipped name is
   queried over DNS to check the answer really changed.
+- failover alone: the same latency for the flips to not-ready only, each matched to the
+  first commit after it whose decision for the service is the import (with a failback
+  hold-down the flips back to ready commit without moving the answer, so they are not
+  failovers and not failbacks either). ``--failback-delay`` sets mcdns's hold-down
+  (default: mcdns's own default).
 
-Usage: ``.venv/bin/python -m bench.kube_scale [--services 10000] [--rate 200] [--seconds 10]``
+Usage: ``.venv/bin/python -m bench.kube_scale [--services 10000] [--rate 200] [--seconds 10]
+[--failback-delay S]``
 """
 
 from __future__ import annotations
@@ -74,17 +80,24 @@ def rss_kb(pid: int) -> dict[str, int]:
 
 # ---- child: mcdns ---------------------------------------------------------------------
 
-async def child_main(kubeconfig: str, store_only: bool) -> None:
+async def child_main(kubeconfig: str, store_only: bool,
+                     failback_delay: float | None = None) -> None:
     from mcdns import config
     from mcdns.app import App
-    from mcdns.kube.source import KubeSource, source_names
+    from mcdns.kube.resources import source_names
+    from mcdns.kube.source import KubeSource
     from mcdns.state.store import Changes, Store
 
-    cfg = config.build({"listen": ["127.0.0.1:0"], "http": None, "kubeconfig": kubeconfig})
+    values: dict[str, Any] = {"listen": ["127.0.0.1:0"], "http": None,
+                              "kubeconfig": kubeconfig}
+    if failback_delay is not None:
+        values["failback_delay"] = failback_delay
+    cfg = config.build(values)
     store = Store(source_names(cfg))
     started = time.time()
     out = sys.stdout
     synced = False
+    decisions: dict[Any, Any] | None = None  # the compiler's, once there is one
 
     def on_commit(changes: Changes) -> None:
         nonlocal synced
@@ -95,8 +108,10 @@ async def child_main(kubeconfig: str, store_only: bool) -> None:
                 out.write(json.dumps({"synced": now, "source_start": started}) + "\n")
                 out.flush()
             return
-        out.write(json.dumps({"t": now, "s": [f"{n}/{s}" for n, s in changes.services]})
-                  + "\n")
+        msg: dict[str, Any] = {"t": now, "s": [f"{n}/{s}" for n, s in changes.services]}
+        if decisions is not None:  # each service's answer after this commit
+            msg["c"] = [getattr(decisions.get(k), "choice", None) for k in changes.services]
+        out.write(json.dumps(msg) + "\n")
         out.flush()
 
     if store_only:  # the API side alone: no compiler subscribed, no DNS
@@ -104,6 +119,7 @@ async def child_main(kubeconfig: str, store_only: bool) -> None:
         await KubeSource(cfg, store).run()
         return
     async with App(cfg, store=store, sources=False) as app:
+        decisions = app.compiler.decisions
         store.subscribe(on_commit)  # after the compiler: runs once the answers are new
         addr = app.addresses[0]
         out.write(json.dumps({"dns": [addr.host, addr.port]}) + "\n")
@@ -127,7 +143,9 @@ async def parent_main(args: argparse.Namespace) -> dict[str, Any]:
         spawned = time.time()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.kube_scale", "--child", str(kc),
-            *(["--store-only"] if args.store_only else []), cwd=ROOT,
+            *(["--store-only"] if args.store_only else []),
+            *([] if args.failback_delay is None else
+              ["--failback-delay", str(args.failback_delay)]), cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, limit=1 << 24)
         try:
             return await drive(args, api, proc, spawned, endpointslice)
@@ -154,15 +172,18 @@ async def drive(args: argparse.Namespace, api: Any, proc: asyncio.subprocess.Pro
     mem_sync = rss_kb(proc.pid)
 
     commits: list[tuple[float, list[str]]] = []
+    choices: list[list[str | None]] = []  # per commit, per service: the answer after it
 
     async def collect() -> None:
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             msg = json.loads(line)
             commits.append((msg["t"], msg["s"]))
+            choices.append(msg.get("c", []))
 
     reader = asyncio.create_task(collect())
     sent: list[tuple[str, float]] = []
+    failovers: list[tuple[str, float]] = []  # the flips to not-ready
     n = int(args.rate * args.seconds)
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -172,6 +193,8 @@ async def drive(args: argparse.Namespace, api: Any, proc: asyncio.subprocess.Pro
         ready = (k // args.imports) % 2 == 1  # first pass: not ready; second: ready
         ips = endpoint_ips(i, args.per_slice)
         sent.append((f"{ns_of(i)}/svc-{i}", time.time()))
+        if not ready:
+            failovers.append(sent[-1])
         api.apply(endpointslice(f"svc-{i}-abcde", f"svc-{i}", ips, ready=ready, ns=ns_of(i)))
     await asyncio.sleep(1.0)
     reader.cancel()
@@ -180,6 +203,10 @@ async def drive(args: argparse.Namespace, api: Any, proc: asyncio.subprocess.Pro
     lat = latencies(sent, commits)
     check = await dns_check(dns_addr, sent[-1][0] if sent else "")
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    fo = latencies(failovers, [(t, [s for s, c in zip(svcs, cs, strict=False)
+                                    if c == "import"])
+                               for (t, svcs), cs in zip(commits, choices, strict=True)])
+    fq = statistics.quantiles(fo, n=100) if len(fo) >= 2 else [float("nan")] * 99
     return {
         "services": args.services, "slices": args.services,
         "endpoints": args.services * args.per_slice, "imports": args.imports,
@@ -192,6 +219,10 @@ async def drive(args: argparse.Namespace, api: Any, proc: asyncio.subprocess.Pro
         "latency_p50_ms": round(q[49] * 1000, 2), "latency_p99_ms": round(q[98] * 1000, 2),
         "latency_max_ms": round(max(lat) * 1000, 2) if lat else None,
         "dns_check": check,
+        "failback_delay": args.failback_delay,
+        "failovers": len(failovers), "failovers_matched": len(fo),
+        "failover_p50_ms": round(fq[49] * 1000, 2), "failover_p99_ms": round(fq[98] * 1000, 2),
+        "failover_max_ms": round(max(fo) * 1000, 2) if fo else None,
     }
 
 
@@ -233,11 +264,13 @@ def main() -> int:
     p.add_argument("--per-slice", type=int, default=5)
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--failback-delay", type=float, default=None,
+                   help="mcdns's failback hold-down in seconds (default: mcdns's default)")
     args = p.parse_args()
     import uvloop
 
     if args.child:
-        uvloop.run(child_main(args.child, args.store_only))
+        uvloop.run(child_main(args.child, args.store_only, args.failback_delay))
         return 0
     result = uvloop.run(parent_main(args))
     result["goals"] = GOALS
