@@ -153,6 +153,7 @@ class App:
     async def stop(self, drain: float = 5.0) -> None:
         self.stopping = True
         await self.listeners.stop(drain)
+        self.compiler.close()  # no failback fires after the listeners are gone
         if self.events is not None:  # send what is queued, briefly
             await self.events.stop(1.0)
         for t in self.tasks:

@@ -28,6 +28,7 @@ from mcdns.answers.health import IMPORT, LOCAL
 from mcdns.answers.switch import FAILED_BACK, FAILED_OVER, TIER_CHANGED, Switch
 from mcdns.app import App
 from mcdns.objects.failover import parse_delay, parse_preference, tiers
+from mcdns.objects.model import Kind
 from mcdns.objects.reduce import ReduceError, reduce
 from mcdns.ops.metrics import MetricsCollector
 from mcdns.state.store import Store
@@ -349,3 +350,87 @@ def test_the_shipped_default_holds_failback_for_ten_seconds() -> None:
                          check=True, capture_output=True, text=True, timeout=60).stdout
     assert out.split() == ["10.0", "None"]
     assert config.Config().failback_delay == 0.0  # this process: the suite's setting
+
+
+def test_a_service_turned_externalname_is_not_held_on_its_import() -> None:
+    w = World(base(), failback_delay=10)
+    w.at(1, local(not_ready=("10.244.0.1",)))
+    assert w.choice == IMPORT
+    w.at(2, service("web", external="web.example.com"))
+    d = w.compiler.decisions[KEY]
+    assert d.choice == LOCAL and "failback" not in d.reason  # a CNAME has no pods to wait for
+
+
+def test_a_new_service_beside_its_import_is_not_held_and_is_no_failback() -> None:
+    w = World([service_import("web", ips=[IMPORT_IP]), remote("member1", "10.244.9.1"),
+               local("10.244.0.1")], failback_delay=10)
+    assert w.choice == IMPORT  # import only: the Service does not exist yet
+    w.at(1, service("web", ip=LOCAL_IP))
+    assert w.choice == LOCAL and w.switches == []
+
+
+def test_import_first_names_its_switches_from_the_import_side() -> None:
+    """import-first prefers the import: losing it is the failover (a Warning), getting
+    it back the failback; the metric's direction stays literal."""
+    w = World(base(svc_annotations={"mcdns.io/policy": "import-first"}), failback_delay=0)
+    assert w.choice == IMPORT
+    w.at(1, remote("member1", not_ready=("10.244.9.1",)))
+    w.at(2, remote("member1", "10.244.9.1"))
+    assert [(s.reason, s.direction) for s in w.switches] == [
+        (FAILED_OVER, "to_local"), (FAILED_BACK, "to_import")]
+
+
+def test_a_single_address_import_makes_no_tier_switch() -> None:
+    """With spec.ips the answer is one virtual IP: a preference has no tier to pick."""
+    objs = [*base(), remote("member2", "10.244.8.1")]
+    w = World(objs, cluster_preference=["member1", "*"])
+    assert w.compiler.decisions[KEY].remote.tier == ()
+    w.at(1, remote("member1", not_ready=("10.244.9.1",)))
+    assert w.switches == []
+
+
+def test_deleting_a_service_cancels_its_hold_down_timer_and_stop_cancels_all() -> None:
+    async def go() -> None:
+        w = World(base(), failback_delay=30)
+        w.at(1, local(not_ready=("10.244.0.1",)))
+        w.at(2, local("10.244.0.1"))
+        assert KEY in w.compiler._rechecks  # pending, with a timer on this loop
+        w.store.delete(Kind.SERVICE, KEY)
+        w.store.delete(Kind.IMPORT, KEY)
+        w.store.commit()
+        assert KEY not in w.compiler._rechecks and w.compiler.failbacks.pending(KEY) is None
+        other = World(base(), failback_delay=30)
+        other.at(1, local(not_ready=("10.244.0.1",)))
+        other.at(2, local("10.244.0.1"))
+        other.compiler.close()
+        assert other.compiler._rechecks == {}
+
+    asyncio.run(go())
+
+
+def test_hold_downs_ending_together_are_compiled_with_one_flush() -> None:
+    async def go() -> None:
+        names = [f"s{i}" for i in range(20)]
+        objs: list[Obj] = []
+        for n in names:
+            objs += [service(n, ip=f"10.96.1.{len(objs)}"), service_import(n, ips=["10.200.1.1"]),
+                     remote("member1", "10.244.9.1", svc=n), endpoints(n, ready=["10.244.1.1"])]
+        w = World(objs, failback_delay=0.2)
+        w.clock = time.monotonic  # type: ignore[assignment]
+        w.compiler.failbacks.clock = time.monotonic
+        w.put(*[endpoints(n, not_ready=["10.244.1.1"]) for n in names])
+        w.put(*[endpoints(n, ready=["10.244.1.1"]) for n in names])  # one commit: all back
+        flushes = 0
+        flush = w.compiler.table.flush
+
+        def counted() -> None:
+            nonlocal flushes
+            flushes += 1
+            flush()
+
+        w.compiler.table.flush = counted  # type: ignore[method-assign]
+        await asyncio.sleep(0.5)
+        assert all(w.compiler.decisions[("default", n)].choice == LOCAL for n in names)
+        assert flushes == 1
+
+    asyncio.run(go())

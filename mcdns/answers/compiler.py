@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from mcdns.answers.failback import Failbacks
 from mcdns.answers.health import IMPORT, LOCAL, Decision, decide
 from mcdns.answers.owners import Owner
 from mcdns.answers.slots import TAG_DEGRADED, TAG_IMPORT, TAG_LOCAL, TAG_NONE
-from mcdns.answers.switch import DIRECTIONS, Switch, switch_of
+from mcdns.answers.switch import Switch, switch_of
 from mcdns.answers.table import AnswerTable
 from mcdns.config import Config
 from mcdns.histogram import PROGRAMMING_BOUNDS, Histogram
@@ -32,6 +33,7 @@ log = logging.getLogger("mcdns.answers")
 
 CLUSTER_DNS_VERSION = "1.1.0"
 CLUSTERSET_DNS_VERSION = "1.0.0"
+RECHECK_TICK = 0.025  # seconds: hold-down ends are rounded up to this
 
 def _tag(d: Decision) -> int:
     """The metrics tag of a service's answers: local, import or degraded."""
@@ -64,6 +66,8 @@ class Compiler:
         self.switches: Counter[str] = Counter()  # by direction (switch.DIRECTIONS)
         self.failbacks = Failbacks(clock)
         self._rechecks: dict[Key, asyncio.TimerHandle] = {}
+        self._due: set[Key] = set()  # hold-downs ended, compiled together (one flush)
+        self._commit_time: float | None = None  # the clock at the commit being compiled
         self._static()
         self._namespaces()
         self.table.flush()
@@ -152,6 +156,13 @@ class Compiler:
         return self.cfg.cluster_id or self.store.cluster_properties.get(CLUSTER_ID_PROPERTY, "")
 
     def apply(self, changes: Changes) -> None:
+        self._commit_time = self.failbacks.clock()
+        try:
+            self._apply(changes)
+        finally:
+            self._commit_time = None
+
+    def _apply(self, changes: Changes) -> None:
         if changes.cluster_id:  # which slices are this cluster's own: every decision
             self.recompile_all()
         else:
@@ -180,13 +191,14 @@ class Compiler:
         if (key not in st.services and key not in st.imports) or "." in name:
             self.decisions.pop(key, None)
             self.failbacks.forget(key)
+            self._schedule(key, None)
             self.table.set_owner(key, {})
             self.table.set_bare_names(key, ())
             return
         cfg = self.cfg
         want = decide(st, ns, name, cfg.policy, cfg.min_ready, self.cluster_id,
                       cfg.cluster_preference, cfg.failback_ready, cfg.failback_delay)
-        d, recheck = self.failbacks.apply(key, want, old)
+        d, recheck = self.failbacks.apply(key, want, old, self._commit_time)
         self._schedule(key, recheck)
         self.decisions[key] = d
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
@@ -199,7 +211,7 @@ class Compiler:
                      _label(d), d.reason)
         sw = switch_of(old, d, time.time())
         if sw is not None:
-            self.switches[DIRECTIONS[sw.reason]] += 1
+            self.switches[sw.direction] += 1
             for listener in self._switch_listeners:
                 listener(sw)
 
@@ -216,13 +228,32 @@ class Compiler:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        # Deadlines rounded up to a 25 ms tick: services that came back in one commit end
+        # their hold-downs in the same turn of the loop, compiled together (_recheck).
+        at = math.ceil(at / RECHECK_TICK) * RECHECK_TICK
         delay = max(0.0, at - self.failbacks.clock())
         self._rechecks[key] = loop.call_later(delay, self._recheck, key)
 
     def _recheck(self, key: Key) -> None:
+        """A hold-down ended: compile it with every other one that ends in this turn of
+        the loop, then flush once (services that came back together end together)."""
         self._rechecks.pop(key, None)
-        self.compile_service(key)
+        if not self._due:
+            asyncio.get_running_loop().call_soon(self._compile_due)
+        self._due.add(key)
+
+    def _compile_due(self) -> None:
+        due, self._due = self._due, set()
+        for key in sorted(due):
+            self.compile_service(key)
         self.table.flush()
+
+    def close(self) -> None:
+        """Cancel the pending hold-down timers (the server is stopping)."""
+        for handle in self._rechecks.values():
+            handle.cancel()
+        self._rechecks.clear()
+        self._due.clear()
 
     def _namespaces(self) -> None:
         z = self.cfg.zone

@@ -30,21 +30,26 @@ class Failbacks:
         self.clock = clock
         self.since: dict[Key, float] = {}
 
-    def apply(self, key: Key, want: Decision, old: Decision | None
-              ) -> tuple[Decision, float | None]:
+    def apply(self, key: Key, want: Decision, old: Decision | None,
+              now: float | None = None) -> tuple[Decision, float | None]:
         """The decision to answer with, and when to look again (a monotonic time) while
         a failback is pending. ``want`` is what the objects say now, ``old`` the answer
-        until now."""
-        if (old is None or old.choice != IMPORT or want.choice != LOCAL
-                or want.service is None or want.imp is None or want.policy != LOCAL_FIRST
-                or not want.remote.available):
-            self.since.pop(key, None)  # nothing to hold: failed over, or no fallback left
+        until now; ``now`` the time of the change (one per commit: services that came
+        back together end their hold-downs together)."""
+        if (old is None or old.choice != IMPORT or old.service is None
+                or want.choice != LOCAL or want.service is None or want.imp is None
+                or want.policy != LOCAL_FIRST or not want.remote.available
+                or want.service.type == "ExternalName" or want.local_ready < want.min_ready):
+            # Nothing to hold: failed over (or still), no Service was failed over (a new
+            # one beside its import), no fallback left, or local was chosen by a rule
+            # other than health (an ExternalName; min_ready 0 with nothing ready).
+            self.since.pop(key, None)
             return want, None
         if want.local_ready < want.failback_ready:
             self.since.pop(key, None)
             return _held(want, f"failback needs {want.failback_ready} ready local pods, "
                                f"has {want.local_ready}"), None
-        now = self.clock()
+        now = self.clock() if now is None else now
         since = self.since.setdefault(key, now)
         if now - since >= want.failback_delay:
             del self.since[key]
