@@ -19,6 +19,7 @@ IMPORT = "import"
 NONE = "none"
 LOCAL_ONLY = "local-only"
 LOCAL_FIRST = "local-first"
+IMPORT_FIRST = "import-first"
 
 
 @dataclass(frozen=True, slots=True)

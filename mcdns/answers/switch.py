@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcdns.answers.health import IMPORT, LOCAL, Decision
+from mcdns.answers.health import IMPORT, IMPORT_FIRST, LOCAL, Decision
 
 FAILED_OVER = "FailedOver"
 FAILED_BACK = "FailedBack"
 TIER_CHANGED = "ClusterTierChanged"
-DIRECTIONS = {FAILED_OVER: "to_import", FAILED_BACK: "to_local", TIER_CHANGED: "tier"}
+DIRECTIONS = ("to_import", "to_local", "tier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class Switch:
     name: str
     kind: str  # the object the switch is recorded on: "Service", else "ServiceImport"
     reason: str  # FAILED_OVER, FAILED_BACK or TIER_CHANGED (the Event's reason)
+    direction: str  # to_import, to_local or tier (the metric's label)
     note: str  # why, in the explain record's words (the Event's note)
     time: float  # wall clock, seconds
 
@@ -38,15 +39,18 @@ def switch_of(old: Decision | None, new: Decision, now: float) -> Switch | None:
     if old is None:
         return None
     kind = "Service" if new.service is not None else "ServiceImport"
-    reason = ""
+    reason = direction = ""
     if new.service is not None and old.service is not None:
+        # Failing over leaves the side the policy prefers: the import for import-first.
+        away = FAILED_BACK if new.policy == IMPORT_FIRST else FAILED_OVER
+        back = FAILED_OVER if new.policy == IMPORT_FIRST else FAILED_BACK
         if old.choice == LOCAL and new.choice == IMPORT:
-            reason = FAILED_OVER
+            reason, direction = away, "to_import"
         elif old.choice == IMPORT and new.choice == LOCAL:
-            reason = FAILED_BACK
+            reason, direction = back, "to_local"
     if not reason and (old.remote.clusterset_tier != new.remote.clusterset_tier or (
             old.choice == new.choice == IMPORT and old.remote.tier != new.remote.tier)):
-        reason = TIER_CHANGED  # the clusterset zone's tier, or the cluster zone's in use
+        reason, direction = TIER_CHANGED, "tier"  # a zone's answer moved to another tier
     if not reason:
         return None
-    return Switch(new.namespace, new.name, kind, reason, new.reason, now)
+    return Switch(new.namespace, new.name, kind, reason, direction, new.reason, now)

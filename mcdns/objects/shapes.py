@@ -251,9 +251,14 @@ def remote_of(imp: ServiceImport, slices: tuple[EndpointSlice, ...],
     for s in others:
         by_cluster.setdefault(s.cluster or UNKNOWN_CLUSTER, []).append(s)
     ready = tuple(sorted((c, ready_pods(group)) for c, group in by_cluster.items()))
-    tier, tier_slices = _tier(preference, others, "")
-    cs_tier, cs_slices = _tier(preference, (*others, *own), cluster_id)
     headless = imp.type == "Headless"
+    # Tiers only where the answer is per cluster: a headless import's pods, or the
+    # clusters' own addresses (one virtual IP has no cluster to choose).
+    per_cluster = headless or not (imp.ips or (derived is not None and derived.type ==
+                                               "ClusterIP" and derived.cluster_ips))
+    pref = preference if per_cluster else ()
+    tier, tier_slices = _tier(pref, others, "")
+    cs_tier, cs_slices = _tier(pref, (*others, *own), cluster_id)
     ips: tuple[str, ...] = ()
     clusterset_ips: tuple[str, ...] = ()
     via = ""

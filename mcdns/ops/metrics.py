@@ -120,7 +120,7 @@ class MetricsCollector(Collector):
         switches = CounterMetricFamily(
             "mcdns_answer_switches", "Switches of a service's answer: to_import (failed "
             "over), to_local (failed back), tier", labels=["direction"])
-        for direction in DIRECTIONS.values():
+        for direction in DIRECTIONS:
             switches.add_metric([direction], compiler.switches[direction])
         yield switches
         yield GaugeMetricFamily("mcdns_failback_pending", "Services answered by their "
