@@ -164,6 +164,8 @@ class FakeKubeAPI:
         self.rv += 1
         meta["resourceVersion"] = str(self.rv)
         table = self.objects[res.plural]
+        old = table.get(key)
+        meta.setdefault("uid", (old or {}).get("metadata", {}).get("uid") or f"uid-{self.rv}")
         etype = "MODIFIED" if key in table else "ADDED"
         table[key] = obj
         self._emit(Event(self.rv, res.plural, etype, obj))

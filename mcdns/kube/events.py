@@ -138,6 +138,7 @@ class EventRecorder:
         self._quiet = 0  # log lines left out since the last one
         self._api: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._uids: dict[tuple[str, str, str], tuple[str, float]] = {}  # object -> uid
 
     # ---- the compile path -------------------------------------------------------------
 
@@ -175,16 +176,20 @@ class EventRecorder:
         async with ApiClient(self._conf) as api:
             self._api = api
             while True:
-                self._take()
-                key, wait = self._next()
-                if key is None:
-                    if self._closing:
-                        return
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    continue
-                await self._write(key)
+                try:
+                    self._take()
+                    key, wait = self._next()
+                    if key is None:
+                        if self._closing:
+                            return
+                        self._wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        continue
+                    await self._write(key)
+                except Exception:  # a bug here must not end Event recording for good
+                    log.exception("Event recorder error; going on in a second")
+                    await asyncio.sleep(1.0)
 
     def _take(self) -> None:
         """Fold the queued switches into their series; forget the finished ones."""
@@ -211,7 +216,11 @@ class EventRecorder:
         """The series to write now, else None and how long to wait for one."""
         now = time.monotonic()
         wait = 60.0
-        for key in self._dirty:
+        # Fair order: Events not yet created first (a new failover is never stuck behind
+        # flapping series' count updates), then the series due the longest.
+        order = sorted(self._dirty, key=lambda k: (self.series[k].sent != 0,
+                                                   self.series[k].due))
+        for key in order:
             s = self.series[key]
             if self._closing:  # one last unpaced write each, but no retries
                 if s.tries == 0:
@@ -250,9 +259,17 @@ class EventRecorder:
                     s.sent = 0
             if not s.sent:
                 body = dict(s.event)
+                uid = await self._uid(key)
+                if uid:  # kubectl describe finds an object's Events by its uid
+                    body["regarding"] = {**body["regarding"], "uid": uid}
                 if count >= 2:
                     body["series"] = _series(count, last)
-                await send_json(self._api, "POST", events_path(key[0]), body, st.timeout)
+                try:
+                    await send_json(self._api, "POST", events_path(key[0]), body, st.timeout)
+                except KubeError as e:
+                    if e.reason != "http_409":
+                        raise
+                    # AlreadyExists: an earlier try was created but its answer was lost
                 self.stats.created += 1
         except Exception as e:  # nothing here may end the sender
             self._failed(key, s, e)
@@ -262,6 +279,32 @@ class EventRecorder:
         s.due = time.monotonic() + st.min_interval
         if s.count <= s.sent:
             self._dirty.discard(key)
+
+    async def _uid(self, key: Key) -> str:
+        """The regarding object's uid (read once per finish period), "" when unknown."""
+        ns, kind, name = key[0], key[1], key[2]
+        got = self._uids.get((ns, kind, name))
+        now = time.monotonic()
+        if got is not None and now - got[1] < self.settings.finish:
+            return got[0]
+        if kind == "Service":
+            path = f"/api/v1/namespaces/{ns}/services/{name}"
+        else:
+            version = (self._versions(SERVICEIMPORTS) if self._versions else None)
+            path = (f"/apis/{SERVICEIMPORTS.group}/{version or IMPORT_VERSION}/namespaces/"
+                    f"{ns}/serviceimports/{name}")
+        try:
+            obj = await send_json(self._api, "GET", path, None, self.settings.timeout)
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+        except NotServed:  # gone already: remembered, the Event goes out without it
+            uid = ""
+        except Exception as e:  # the Event goes out without it; asked again next time
+            log.debug("no uid for %s %s/%s: %s", kind, ns, name, e)
+            return ""
+        if len(self._uids) >= 4096:
+            self._uids.clear()
+        self._uids[(ns, kind, name)] = (uid, now)
+        return uid
 
     def _failed(self, key: Key, s: Series, e: Exception) -> None:
         self.stats.errors += 1
