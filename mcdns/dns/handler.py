@@ -189,7 +189,7 @@ class Handler:
         answer built here (a lazy name's, a negative one, ANY, a pod's, an alias asked
         for another type) is remembered in the table's negative cache until the table
         changes, so the hot path finds it next time."""
-        if key in self._outside:
+        if qclass == CLASS_IN and key in self._outside:  # the memo holds IN verdicts
             return FORWARD
         table = self.table
         zone = table.zone_of(name) if qclass in (CLASS_IN, CLASS_ANY) else None

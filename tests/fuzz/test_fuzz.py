@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,3 +222,20 @@ def test_resolver_role_never_forwards_a_malformed_name(name: bytes) -> None:
         assert isinstance(resp, bytes)
         assert dns.message.from_wire(resp).rcode() == dns.rcode.FORMERR
     assert fwd.calls == 0 and not fwd.problems
+
+
+@pytest.mark.parametrize("qclass", [dns.rdataclass.ANY, dns.rdataclass.HS,
+                                    dns.rdataclass.NONE])
+def test_other_classes_outside_the_zones_stay_refused_after_an_in_query(qclass: int) -> None:
+    """The resolver role remembers names outside its zones by their class-IN key; a
+    query of another class for such a name was forwarded once an IN query had been
+    (it is REFUSED, as before that IN query)."""
+    fwd = RecordingForwarder()
+    handler = build_handler(forwarder=fwd, role="resolver", upstreams=["127.0.0.1:1"])
+    inq = dns.message.make_query("example.com.", "A")
+    resp = handler.handle(inq.to_wire(), "127.0.0.1", False)
+    assert isinstance(resp, bytes) and fwd.calls == 1
+    other = dns.message.make_query("example.com.", "A", rdclass=qclass)
+    resp = handler.handle(other.to_wire(), "127.0.0.1", False)
+    assert isinstance(resp, bytes)
+    assert dns.message.from_wire(resp).rcode() == dns.rcode.REFUSED and fwd.calls == 1
