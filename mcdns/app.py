@@ -27,7 +27,7 @@ from mcdns.config import Config, ConfigError, HostPort, load
 from mcdns.dns.handler import Handler
 from mcdns.dns.hooks import HandleFn
 from mcdns.dns.rrl import RRL
-from mcdns.dns.server import Listeners
+from mcdns.dns.server import ListenError, Listeners
 from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
 from mcdns.logs import setup_logging
@@ -141,7 +141,11 @@ class App:
         await self.listeners.start(reuse_port)
         if self.cfg.http is not None:
             self.http = HTTPServer(self.cfg.http, self._metric_parts(), lambda: self.stopping)
-            await self.http.start()
+            try:
+                await self.http.start()
+            except OSError as e:
+                raise ListenError(f"cannot listen on {self.cfg.http} (HTTP): "
+                                  f"{_reason(e)}") from None
         if self.cfg.config_file:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="config-file"))
         log.info("mcdns started version=%s role=%s zones=%s,%s listen=%s http=%s source=%s",
@@ -222,6 +226,12 @@ class App:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop(drain=1.0)
+
+
+def _reason(e: OSError) -> str:
+    """An OSError's reason without its errno and address noise."""
+    text = e.strerror or str(e)
+    return text.rsplit(": ", 1)[-1] if "attempting to bind" in text else text
 
 
 def _mtime(path: Path) -> float:

@@ -18,11 +18,13 @@ from typing import Any
 
 from mcdns import __version__
 from mcdns.config import POLICIES, ROLES, Config, ConfigError, load, parse_hostport
+from mcdns.dns.server import ListenError
 from mcdns.kube.settings import ClientConfigError
-from mcdns.logs import setup_logging
+from mcdns.logs import JSONFormatter, setup_logging
 from mcdns.state.statefile import StateError, read_objects, reduce_all
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # a configuration, state file or kubeconfig error
+EXIT_RUNTIME = 1  # the config is fine, running it failed (a port in use)
 
 # flag -> (config key, repeatable)
 FLAGS: dict[str, tuple[str, bool]] = {
@@ -126,8 +128,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(cfg.log_format, cfg.log_level)
         return run(cfg, flags)
     except (ConfigError, StateError, ClientConfigError) as e:
-        print(f"mcdns: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(str(e), EXIT_USAGE, args)
+    except ListenError as e:  # a runtime failure: the config may be right
+        return _fail(str(e), EXIT_RUNTIME, args)
+
+
+def _fail(message: str, code: int, args: argparse.Namespace) -> int:
+    """One line on stderr: a JSON log line when JSON logs were asked for."""
+    if getattr(args, "log_format", None) == "json" or _json_logs():
+        logging.getLogger("mcdns").error(message)
+    else:
+        print(f"mcdns: error: {message}", file=sys.stderr)
+    return code
+
+
+def _json_logs() -> bool:
+    """Whether logging is already set up to write JSON (the config said so)."""
+    return any(isinstance(h.formatter, JSONFormatter) for h in logging.getLogger().handlers)
 
 
 def run(cfg: Config, flags: dict[str, Any] | None = None) -> int:

@@ -384,6 +384,17 @@ def _check_whole(cfg: Config) -> None:
         raise ConfigError("workers", "several workers need fixed listen ports, not port 0")
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML (or JSON) error in one line: where in the file, and what."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:
+        what = " ".join(str(getattr(e, "problem", "") or e).split())
+        return f"line {mark.line + 1} column {mark.column + 1}: {what}"
+    if hasattr(e, "lineno") and hasattr(e, "colno") and hasattr(e, "msg"):
+        return f"line {e.lineno} column {e.colno}: {e.msg}"
+    return " ".join(str(e).split())
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a mapping, naming the problem when it is not one."""
     p = Path(path)
@@ -398,7 +409,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError("<file>", f"{p} is not valid YAML: {e}") from None
+        raise ConfigError("<file>", f"{p}: not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

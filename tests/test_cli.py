@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -182,3 +183,62 @@ def test_two_workers_share_the_port_and_answer_correctly(tmp_path: Path) -> None
 def test_workers_need_fixed_ports() -> None:
     r = run("serve", "--workers", "2", "--listen", "127.0.0.1:0", "--state", str(DEMO_STATE))
     assert r.returncode == 2 and "'workers'" in r.stderr
+
+
+def _error_lines(r: subprocess.CompletedProcess[str]) -> list[str]:
+    """stderr without the info lines logged before the failure."""
+    return [ln for ln in r.stderr.splitlines() if "level=info" not in ln
+            and '"level": "info"' not in ln]
+
+
+def test_a_port_in_use_is_one_line_and_exit_1() -> None:
+    """A runtime failure (the config is right): exit 1, one line naming the address and
+    the protocol; it was a 37-line traceback."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    web = socket.socket()
+    web.bind(("127.0.0.1", 0))
+    web.listen()
+    try:
+        r = run("serve", "--state", str(DEMO_STATE), "--listen", f"127.0.0.1:{port}",
+                "--http", "127.0.0.1:0")
+        assert r.returncode == 1
+        assert _error_lines(r) == [f"mcdns: error: cannot listen on 127.0.0.1:{port} (DNS "
+                                   "over UDP): Address already in use"]
+        r = run("serve", "--state", str(DEMO_STATE), "--listen", "127.0.0.1:0",
+                "--http", f"127.0.0.1:{web.getsockname()[1]}")
+        assert r.returncode == 1
+        (line,) = _error_lines(r)
+        assert line.startswith(f"mcdns: error: cannot listen on 127.0.0.1:"
+                               f"{web.getsockname()[1]} (HTTP): ") and "in use" in line
+        r = run("serve", "--state", str(DEMO_STATE), "--listen", f"127.0.0.1:{port}",
+                "--http", "127.0.0.1:0", "--log-format", "json")
+        (line,) = _error_lines(r)  # JSON logs stay JSON
+        doc = json.loads(line)
+        assert doc["level"] == "error" and "cannot listen on" in doc["msg"]
+    finally:
+        holder.close()
+        web.close()
+
+
+def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "mcdns.yaml"
+    cfg.write_text("ttl: 5\npolicy: [local-first\n")
+    r = run("serve", "--config", str(cfg))
+    assert r.returncode == 2
+    assert _error_lines(r) == [f"mcdns: error: config key '<file>': {cfg}: not valid YAML: "
+                               "line 3 column 1: expected ',' or ']', but got '<stream end>'"]
+    state = tmp_path / "state.yaml"
+    state.write_text("items:\n  - {kind: Service\n")
+    r = run("serve", "--state", str(state))
+    assert r.returncode == 2
+    (line,) = _error_lines(r)
+    assert line.startswith(f"mcdns: error: {state}: not valid YAML or JSON: line ")
+
+
+def test_a_missing_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    r = run("serve", "--kubeconfig", str(tmp_path / "nope"), "--listen", "127.0.0.1:0")
+    assert r.returncode == 2
+    assert _error_lines(r) == [f"mcdns: error: cannot read kubeconfig {tmp_path / 'nope'}: "
+                               "no such file"]

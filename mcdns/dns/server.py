@@ -25,6 +25,11 @@ log = logging.getLogger("mcdns.dns")
 MAX_TCP_BUFFER = 65535 + 2
 
 
+class ListenError(OSError):
+    """An address could not be listened on (in use, no permission): one line that
+    names the address and the protocol."""
+
+
 class ServerState:
     """What shutdown needs to find: open TCP connections and pending answers."""
 
@@ -217,14 +222,19 @@ class Listeners:
         for hp in self.cfg.listen:
             family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
             for attempt in range(20):
-                udp_sock = _udp_socket(family, hp, reuse_port)
+                try:
+                    udp_sock = _udp_socket(family, hp, reuse_port)
+                except OSError as e:
+                    raise ListenError(f"cannot listen on {hp} (DNS over UDP): "
+                                      f"{e.strerror or e}") from None
                 port = udp_sock.getsockname()[1]
                 try:
                     tcp_sock = _tcp_socket(family, HostPort(hp.host, port), reuse_port)
-                except OSError:
+                except OSError as e:
                     udp_sock.close()
                     if hp.port or attempt == 19:
-                        raise
+                        raise ListenError(f"cannot listen on {HostPort(hp.host, port)} "
+                                          f"(DNS over TCP): {e.strerror or e}") from None
                     continue  # port 0: the TCP side of this port was taken; pick another
                 break
             if batch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from mcdns.config import Config
@@ -25,6 +26,8 @@ log = logging.getLogger("mcdns.kube")
 async def load_client_config(cfg: Config) -> Any:
     """Client configuration from ``cfg.kubeconfig``, else the pod's service account."""
     conf = Configuration()
+    if cfg.kubeconfig and not os.path.isfile(cfg.kubeconfig):  # before the loader logs
+        raise ClientConfigError(f"cannot read kubeconfig {cfg.kubeconfig}: no such file")
     try:
         if cfg.kubeconfig:
             await kube_config.load_kube_config(config_file=cfg.kubeconfig,

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mcdns.config import yaml_problem
 from mcdns.objects.model import Kind, Slim
 from mcdns.objects.reduce import ReduceError, kind_of, reduce
 from mcdns.state.store import Store
@@ -57,7 +58,7 @@ def read_objects(path: str | Path) -> list[dict[str, Any]]:
         else:
             docs = list(yaml.load_all(text, Loader=_Loader))
     except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise StateError(f"{p}: not valid YAML or JSON: {e}") from None
+        raise StateError(f"{p}: not valid YAML or JSON: {yaml_problem(e)}") from None
     out: list[dict[str, Any]] = []
     for i, doc in enumerate(docs):
         out.extend(_flatten(doc, f"{p}: document {i + 1}"))
