@@ -69,11 +69,13 @@ class Route(Enum):
     FORWARD = "forward"  # resolver role: the forwarder answers (a name outside the zones)
     REFUSED = "refused"  # not ours to answer (outside the zones, zone transfers)
     NOT_SYNCED = "not-synced"  # the name may exist once the first list completes
+    NOT_PLAIN = "not-plain"  # a label over 63 octets or a name over 255: parse it (FORMERR)
 
 
 FORWARD: Final = Route.FORWARD
 REFUSED: Final = Route.REFUSED
 NOT_SYNCED: Final = Route.NOT_SYNCED
+NOT_PLAIN: Final = Route.NOT_PLAIN
 
 
 class Forwarder(Protocol):
@@ -142,7 +144,7 @@ class Handler:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
-                    if e is None and wire[qend + 2:qend + 4] == _IN and w.is_plain_name(name):
+                    if e is None and wire[qend + 2:qend + 4] == _IN:
                         try:
                             got = self._resolve(name, key, (wire[qend] << 8) | wire[qend + 1],
                                                 CLASS_IN)
@@ -190,7 +192,9 @@ class Handler:
         for another type) is remembered in the table's negative cache until the table
         changes, so the hot path finds it next time."""
         if qclass == CLASS_IN and key in self._outside:  # the memo holds IN verdicts
-            return FORWARD
+            return FORWARD  # (of names checked before they were remembered)
+        if not w.is_plain_name(name):  # the hot path found the name's end, no more
+            return NOT_PLAIN
         table = self.table
         zone = table.zone_of(name) if qclass in (CLASS_IN, CLASS_ANY) else None
         if zone is None:
