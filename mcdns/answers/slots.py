@@ -47,9 +47,6 @@ class Slots:
                 self.slot(zone, qtype, rcode, tag, True))
         return self._pairs.setdefault(pair, pair)
 
-    def count(self, zone: int, qtype: int, rcode: int, tag: int, tcp: bool) -> None:
-        """Count one answer built off the hot path."""
-        self.counts[self.slot(zone, qtype, rcode, tag, tcp)] += 1
 
     def totals(self) -> Iterator[tuple[SlotKey, int]]:
         """(labels, count) of every combination counted at least once."""
