@@ -70,6 +70,8 @@ import dns.rcode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from bench.servers import stop_process  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "failover.json"
 
 NAME = "web.default.svc.cluster.local."
@@ -249,12 +251,7 @@ async def serving(*flags: str) -> AsyncIterator[Mcdns]:
                 raise SystemExit("mcdns never answered the local IP:\n" + log.read_text())
             yield srv
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
             await api.stop()
 
 
@@ -439,12 +436,7 @@ async def forwarder(rounds: int, ttl: int) -> dict[str, Any]:
                 direct.stop()
                 problems = srv.log_problems()
             finally:
-                ub.terminate()
-                try:
-                    ub.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    ub.kill()
-                    ub.wait(timeout=10)
+                stop_process(ub)
     return {"ttl_s": ttl, "cache_max_ttl_s": ttl, "client_period_ms": 10, "rounds": out,
             "client_failures": client.failed, "mcdns_log_warnings": problems,
             "unbound_note": UNBOUND_NOTE.format(ttl=ttl, most=ttl + 1),

@@ -32,8 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # run as a script: the bench package too
 
 from knot import ZONE, Knot, free_port  # noqa: E402
+
+from bench.servers import stop_process  # noqa: E402
 
 SERVER_CPU = "1"
 CLIENT_CPU = "0"
@@ -127,16 +130,6 @@ def start_mcdns(upstream: int) -> tuple[subprocess.Popen[bytes], int, str]:
     return proc, port, "mcdns serve --role resolver (metrics on)"
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 def prime(port: int) -> None:
     for name in NAMES:
         if ask(port, f"{name}.{ZONE}", 2.0) != 0:
@@ -195,9 +188,9 @@ def main() -> int:
                     runs[server].append(dnsperf(port, queries, args.seconds, args.edns))
             upstream_during = knot.queries() - upstream_before
         finally:
-            stop(ub)
+            stop_process(ub)
             if md is not None:
-                stop(md)
+                stop_process(md)
     hows = {"unbound": "1 thread, forwarding", "mcdns": how}
     figures = [Figure(server, hows[server], *median_run(rs)) for server, rs in runs.items()]
     ratio = figures[1].qps / figures[0].qps if figures[0].qps else 0.0

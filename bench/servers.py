@@ -217,6 +217,17 @@ def snapshot_mcdns(root: Path, dest: Path, from_head: bool) -> Path:
     return dest
 
 
+def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: every benchmark's way to end a server."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def mcdns_command(extra: list[str], src: Path | None = None) -> CommandFn:
     """``mcdns serve`` on the state file; from ``src`` (a snapshot) when given."""
     exe = Path(sys.executable).with_name("mcdns")
