@@ -144,6 +144,8 @@ class Handler:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
+                    if e is None and key in self._outside:  # the third memo: forward
+                        return self._forward(wire, key, tcp)
                     if e is None and wire[qend + 2:qend + 4] == _IN:
                         try:
                             got = self._resolve(name, key, (wire[qend] << 8) | wire[qend + 1],
