@@ -7,7 +7,7 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # command:debian-package pairs the tests (and benchmarks) run for real
-TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf ps:procps
+TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf ps:procps dnsdist:dnsdist
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get

@@ -85,15 +85,17 @@ def free_port() -> int:
 
 
 class Knot:
-    """One knotd process serving ``ZONE`` on 127.0.0.1:``port``."""
+    """One knotd process serving ``zone`` (by default ``ZONE``) on 127.0.0.1:``port``.
+    The zone needs an ``ns`` A record: readiness is its answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: str = ZONE, text: str = ZONE_TEXT) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="mcdns-knot-")
         self.dir = Path(self._tmp.name)
         self.port = free_port()
         self.conf = self.dir / "knot.conf"
-        self.conf.write_text(CONF.format(dir=self.dir, port=self.port, zone=ZONE))
-        (self.dir / f"{ZONE}.zone").write_text(ZONE_TEXT)
+        self.zone = zone
+        self.conf.write_text(CONF.format(dir=self.dir, port=self.port, zone=zone))
+        (self.dir / f"{zone}.zone").write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -124,7 +126,9 @@ class Knot:
 
     def _answers(self) -> bool:
         query = (
-            bytes.fromhex("abcd01000001000000000000") + _qname(f"ns.{ZONE}") + b"\x00\x01\x00\x01"
+            bytes.fromhex("abcd01000001000000000000")
+            + _qname(f"ns.{self.zone}")
+            + b"\x00\x01\x00\x01"
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.2)

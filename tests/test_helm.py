@@ -262,18 +262,9 @@ def test_fixed_cluster_ip_reaches_service_and_notes(chart: Any) -> None:
     rendered = render(chart, VALUE_SETS["fixed-ip"])
     assert one(objects(rendered), "Service")["spec"]["clusterIP"] == "10.96.0.53"
     text = notes(rendered)
-    assert "forward . 10.96.0.53:53 {" in text
+    # mcdns first, then the loopback fallback block (tests/test_corefile.py checks it)
+    assert "forward . 10.96.0.53:53 127.0.0.1:5301 {" in text
     assert "MCDNS_IP" not in text
-
-
-def test_notes_print_corefile_snippet(chart: Any) -> None:
-    text = notes(render(chart, {}))
-    assert "cluster.local:53 clusterset.local:53 in-addr.arpa:53 ip6.arpa:53 {" in text
-    for option in ("health_check", "max_fails", "expire", "cache 5"):
-        assert option in text
-    # Without a fixed IP the snippet says where to get it.
-    assert "forward . MCDNS_IP:53 {" in text
-    assert f"get service {RELEASE}-mcdns" in text
 
 
 def test_service_monitor(chart: Any) -> None:
@@ -374,10 +365,9 @@ def test_values_yaml_comments_every_key() -> None:
     assert missing == []
 
 
-# The other two ways to deploy: the sidecar example and the CoreDNS Corefile.
+# The other way to deploy: the sidecar example (the Corefile: tests/test_corefile.py).
 
 SIDECAR = ROOT / "config" / "sidecar" / "deployment.yaml"
-COREFILE = ROOT / "config" / "coredns" / "Corefile"
 
 
 def sidecar_objects() -> list[dict[str, Any]]:
@@ -428,24 +418,3 @@ def test_sidecar_rbac_matches_chart(chart: Any) -> None:
     assert sidecar_role["rules"] == chart_role["rules"]
     binding = one(sidecar_objects(), "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == sidecar_role["metadata"]["name"]
-
-
-def corefile_block(text: str, head: str) -> str:
-    """The body of the server block whose first line starts with ``head``."""
-    start = text.index(head)
-    body = text[start : text.index("\n}\n", start)]
-    return re.sub(r"#.*", "", body)
-
-
-def test_corefile_forwards_mcdns_zones(chart: Any) -> None:
-    cfg = mcdns_config.build(chart.values["config"])
-    zones = [cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones]
-    head = " ".join(f"{z}:53" for z in zones) + " {"
-    block = corefile_block(COREFILE.read_text(encoding="utf-8"), head)
-    assert re.search(r"forward \. \d+\.\d+\.\d+\.\d+:53 \{", block)
-    for option in ("health_check", "max_fails", "expire"):
-        assert re.search(rf"^\s+{option} \S+$", block, re.M), option
-    caps = [int(n) for n in re.findall(r"^\s+(?:cache|success \d+|denial \d+) (\d+)", block, re.M)]
-    assert len(caps) == 3 and max(caps) <= cfg.ttl
-    # NOTES.txt prints the same server block.
-    assert head in notes(render(chart, {}))
