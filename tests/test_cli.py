@@ -242,3 +242,63 @@ def test_a_missing_kubeconfig_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert _error_lines(r) == [f"mcdns: error: cannot read kubeconfig {tmp_path / 'nope'}: "
                                "no such file"]
+
+
+def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """``mcdns ARGS`` as an unprivileged user (setpriv, when running as root)."""
+    prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    argv = [*(prefix if os.geteuid() == 0 else []), *MCDNS, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT)
+
+
+def _privileged_port_start() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+
+
+def test_no_permission_on_a_port_is_one_line_and_exit_1() -> None:
+    """An unprivileged user asking for port 53 (DNS) or 80 (HTTP): one line each."""
+    if _privileged_port_start() <= 80:
+        pytest.skip("net.ipv4.ip_unprivileged_port_start lets anyone bind ports 53 and 80")
+    r = _as_nobody("serve", "--state", str(DEMO_STATE), "--listen", "127.0.0.1:53",
+                   "--http", "")
+    assert r.returncode == 1
+    assert _error_lines(r) == ["mcdns: error: cannot listen on 127.0.0.1:53 (DNS over "
+                               "UDP): Permission denied"]
+    r = _as_nobody("serve", "--state", str(DEMO_STATE), "--listen", "127.0.0.1:0",
+                   "--http", "127.0.0.1:80", "--log-format", "json")
+    assert r.returncode == 1
+    (line,) = _error_lines(r)
+    doc = json.loads(line)  # JSON logs stay JSON
+    assert doc["msg"] == "cannot listen on 127.0.0.1:80 (HTTP): permission denied"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("clusters: [\n", "not valid YAML: line 2 column 1: expected the node content, but "
+                      "found '<stream end>'"),
+    ("- just a list\n", "not a kubeconfig (a mapping with clusters, users and contexts)"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", None),
+])
+def test_an_unusable_kubeconfig_is_one_line(tmp_path: Path, text: str,
+                                            expected: str | None) -> None:
+    """It was a YAML traceback, or "Expected key current-context"."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    r = run("serve", "--kubeconfig", str(path), "--listen", "127.0.0.1:0", "--http", "")
+    assert r.returncode == 2
+    (line,) = _error_lines(r)
+    if expected is None:
+        assert line == (f"mcdns: error: kubeconfig {path} names no current-context: set one "
+                        "with `kubectl config use-context NAME`")
+    else:
+        assert line == f"mcdns: error: cannot read kubeconfig {path}: {expected}"
+
+
+def test_an_unreadable_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n")
+    path.chmod(0o600)
+    tmp_path.chmod(0o755)
+    r = _as_nobody("serve", "--kubeconfig", str(path), "--listen", "127.0.0.1:0", "--http", "")
+    assert r.returncode == 2
+    assert _error_lines(r) == [f"mcdns: error: cannot read kubeconfig {path}: "
+                               "permission denied"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
-from mcdns.config import Config
+import yaml
+
+from mcdns.config import Config, yaml_problem
 from mcdns.kube.client import ApiClient, Configuration, kube_config
 from mcdns.kube.resources import NAMESPACES, Resource, plan
 from mcdns.kube.settings import ClientConfigError, KubeStats, WatchSettings
@@ -26,8 +27,8 @@ log = logging.getLogger("mcdns.kube")
 async def load_client_config(cfg: Config) -> Any:
     """Client configuration from ``cfg.kubeconfig``, else the pod's service account."""
     conf = Configuration()
-    if cfg.kubeconfig and not os.path.isfile(cfg.kubeconfig):  # before the loader logs
-        raise ClientConfigError(f"cannot read kubeconfig {cfg.kubeconfig}: no such file")
+    if cfg.kubeconfig:  # read it first: the loader's own errors are tracebacks or riddles
+        _check_kubeconfig(cfg.kubeconfig)
     try:
         if cfg.kubeconfig:
             await kube_config.load_kube_config(config_file=cfg.kubeconfig,
@@ -39,6 +40,28 @@ async def load_client_config(cfg: Config) -> Any:
         where = cfg.kubeconfig or "in-cluster service account"
         raise ClientConfigError(f"cannot load Kubernetes client config ({where}): {e}") from e
     return conf
+
+
+def _check_kubeconfig(path: str) -> None:
+    """One line for the ways a kubeconfig file cannot be used at all."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ClientConfigError(f"cannot read kubeconfig {path}: no such file") from None
+    except PermissionError:
+        raise ClientConfigError(f"cannot read kubeconfig {path}: permission denied") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClientConfigError(f"cannot read kubeconfig {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ClientConfigError(f"cannot read kubeconfig {path}: not valid YAML: "
+                                f"{yaml_problem(e)}") from None
+    if not isinstance(doc, dict):
+        raise ClientConfigError(f"cannot read kubeconfig {path}: not a kubeconfig "
+                                "(a mapping with clusters, users and contexts)")
+    if not doc.get("current-context"):
+        raise ClientConfigError(f"kubeconfig {path} names no current-context: set one "
+                                "with `kubectl config use-context NAME`")
 
 
 
