@@ -34,6 +34,8 @@ FLAGS: dict[str, tuple[str, bool]] = {
     "--namespace": ("namespaces", True),
     "--zone": ("zone", False),
     "--clusterset-zone": ("clusterset_zone", False),
+    "--service-cidr": ("service_cidrs", True),
+    "--pod-cidr": ("pod_cidrs", True),
     "--cluster-id": ("cluster_id", False),
     "--failback-delay": ("failback_delay", False),
     "--policy": ("policy", False),

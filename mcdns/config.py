@@ -65,8 +65,12 @@ class Config:
     """The cluster zone answered with health-aware fallback."""
     clusterset_zone: str = "clusterset.local"
     """The MCS clusterset zone."""
-    reverse_zones: tuple[str, ...] = ("in-addr.arpa", "ip6.arpa")
-    """Reverse zones answered with PTR records for the IPs mcdns hands out."""
+    service_cidrs: tuple[str, ...] = ()
+    """The cluster's Service networks: mcdns is authoritative for their reverse zones."""
+    pod_cidrs: tuple[str, ...] = ()
+    """The cluster's Pod networks: mcdns is authoritative for their reverse zones."""
+    reverse_zones: tuple[str, ...] = ()
+    """Deprecated (use service_cidrs, pod_cidrs): reverse zones claimed whole (stub role)."""
     cluster_id: str = ""
     """This cluster's id in the clusterset (else the ClusterProperty, else empty)."""
     policy: str = "local-first"
@@ -258,6 +262,18 @@ def _networks(values: tuple[str, ...], key: str) -> tuple[str, ...]:
     return values
 
 
+def _cidrs(values: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """Networks in normal form (host bits cleared, as CoreDNS does), duplicates dropped."""
+    out = []
+    for v in values:
+        try:
+            out.append(str(ipaddress.ip_network(v.strip() if "/" in v else "-", strict=False)))
+        except ValueError:
+            raise ConfigError(key, f"{v!r} is not a CIDR (an IPv4 or IPv6 network written "
+                              "address/prefix, e.g. 10.96.0.0/12 or fd00:10:96::/112)") from None
+    return tuple(dict.fromkeys(out))
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Validate one raw value and return it in the type ``Config`` holds."""
     match key:
@@ -288,6 +304,8 @@ def _coerce(key: str, value: Any) -> Any:
             return _zone(value, key)
         case "reverse_zones":
             return tuple(_zone(v, key) for v in _str_list(value, key))
+        case "service_cidrs" | "pod_cidrs":
+            return _cidrs(_str_list(value, key), key)
         case "cluster_id":
             if not isinstance(value, str):
                 raise ConfigError(key, f"{value!r} is not a string")

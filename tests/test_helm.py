@@ -54,6 +54,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "config": {"policy": "import-first", "cluster_id": "east", "ttl": 10},
     },
     "no-events": {"config": {"events": False}},
+    "cidrs": {
+        "config": {
+            "service_cidrs": ["10.96.0.0/12", "fd00:10:96::/112"],
+            "pod_cidrs": ["10.244.0.0/16"],
+        },
+    },
 }
 
 RBAC_RULES = {
@@ -307,6 +313,26 @@ def test_configmap_passes_check_config(chart: Any, name: str, tmp_path: Path) ->
     assert [str(a) for a in cfg.listen] == ["0.0.0.0:5353"]
     assert str(cfg.http) == "0.0.0.0:9153"
     assert cfg.role == VALUE_SETS[name].get("config", {}).get("role", "stub")
+
+
+def test_configmap_writes_the_cidrs(chart: Any, tmp_path: Path) -> None:
+    """config.service_cidrs and config.pod_cidrs reach mcdns; by default none (mcdns
+    then claims no reverse zone), and the deprecated reverse_zones is not written."""
+    default = yaml.safe_load(config_text(chart, {}))
+    assert default["service_cidrs"] == [] and default["pod_cidrs"] == []
+    assert "reverse_zones" not in default
+    path = tmp_path / "mcdns.yaml"
+    path.write_text(config_text(chart, VALUE_SETS["cidrs"]), encoding="utf-8")
+    cfg = mcdns_config.load(path)
+    assert cfg.service_cidrs == ("10.96.0.0/12", "fd00:10:96::/112")
+    assert cfg.pod_cidrs == ("10.244.0.0/16",)
+
+
+def test_schema_rejects_a_cidr_without_prefix(chart: Any) -> None:
+    with pytest.raises(helm.HelmError):
+        render(chart, {"config": {"service_cidrs": ["10.96.0.0"]}})
+    with pytest.raises(helm.HelmError):
+        render(chart, {"config": {"pod_cidrs": "10.244.0.0/16"}})
 
 
 def test_check_config_rejects_a_bad_file(tmp_path: Path) -> None:

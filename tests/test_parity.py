@@ -42,7 +42,11 @@ DEVIATIONS: dict[tuple[str, str], str] = {
 
 @pytest.fixture(scope="module")
 def coredns_fixture() -> Iterator[Running]:
-    with running(make_config(state=str(DATA / "coredns_state.yaml"))) as srv:
+    # The cases assume the kubeadm Corefile's `kubernetes cluster.local in-addr.arpa
+    # ip6.arpa`: the same zones as CIDRs (CoreDNS expands 0.0.0.0/0 to in-addr.arpa and
+    # ::/0 to ip6.arpa), so unknown reverse names stay NXDOMAIN with that zone's SOA.
+    with running(make_config(state=str(DATA / "coredns_state.yaml"),
+                             service_cidrs=["0.0.0.0/0", "::/0"])) as srv:
         yield srv
 
 

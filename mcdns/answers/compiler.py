@@ -22,6 +22,7 @@ from mcdns.answers.owners import Owner
 from mcdns.answers.slots import TAG_DEGRADED, TAG_IMPORT, TAG_LOCAL, TAG_NONE
 from mcdns.answers.switch import Switch, switch_of
 from mcdns.answers.table import AnswerTable
+from mcdns.answers.zone import cidr_zones
 from mcdns.config import Config
 from mcdns.histogram import PROGRAMMING_BOUNDS, Histogram
 from mcdns.objects.model import Key
@@ -48,6 +49,19 @@ def _label(d: Decision) -> str:
 
 
 
+def claimed_reverse_zones(cfg: Config) -> list[str]:
+    """The reverse zones mcdns is authoritative for: those of ``service_cidrs`` and
+    ``pod_cidrs``, and in the stub role the deprecated ``reverse_zones``, claimed whole
+    as before. None with a ``namespaces`` filter: mcdns then does not know every address
+    in the networks, and must not say NXDOMAIN for the others'."""
+    if cfg.namespaces:
+        return []
+    zones = [z for cidr in (*cfg.service_cidrs, *cfg.pod_cidrs) for z in cidr_zones(cidr)]
+    if cfg.reverse_zones and cfg.role == "stub":
+        zones += cfg.reverse_zones
+    return list(dict.fromkeys(zones))
+
+
 class Compiler:
     """Keeps ``table`` equal to what the store's data says, one commit at a time."""
 
@@ -57,9 +71,15 @@ class Compiler:
         self.cfg = cfg
         self.store = store
         self.zones = records.Zones(cfg.zone, cfg.clusterset_zone)
-        self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *cfg.reverse_zones), cfg.ttl,
-                                 owner_of=self._owner_of, records_of=self._records_of,
-                                 tags_of=self._tags_of, ptr_zone=cfg.zone)
+        self.table = AnswerTable((cfg.zone, cfg.clusterset_zone, *claimed_reverse_zones(cfg)),
+                                 cfg.ttl, owner_of=self._owner_of, records_of=self._records_of,
+                                 tags_of=self._tags_of, ptr_zone=cfg.zone,
+                                 unclaimed=("in-addr.arpa", "ip6.arpa"))
+        if cfg.reverse_zones:
+            log.warning("config key 'reverse_zones' is deprecated: set service_cidrs and "
+                        "pod_cidrs instead; %s", "its zones are claimed whole, NXDOMAIN for "
+                        "every address mcdns does not know" if cfg.role == "stub" else
+                        "the resolver role ignores it")
         self.decisions: dict[Key, Decision] = {}
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._switch_listeners: list[Callable[[Switch], None]] = []

@@ -38,7 +38,7 @@ from mcdns.answers.owners import Holders, Own, Owner, RRsets, Shared, hold, merg
 from mcdns.answers.rdata import name_wire
 from mcdns.answers.revindex import ReverseIndex, RevKey, rev_key, rev_wire
 from mcdns.answers.slots import TAG_NONE, Slots
-from mcdns.answers.zone import Zone, ancestors, find_zone, is_label_boundary
+from mcdns.answers.zone import Zone, ZoneIndex, ancestors, is_label_boundary
 from mcdns.proto import CLASS_IN, RCODE_NOERROR, T_A, T_AAAA, T_ANY, T_CNAME, T_NS, T_SOA, T_SRV
 
 NEGATIVE_CACHE_MAX = 65536
@@ -57,12 +57,19 @@ class AnswerTable:
 
     def __init__(self, zones: Iterable[str], ttl: int, owner_of: OwnerOfFn | None = None,
                  records_of: RecordsOfFn | None = None,
-                 tags_of: TagsOfFn | None = None, ptr_zone: str = "") -> None:
+                 tags_of: TagsOfFn | None = None, ptr_zone: str = "",
+                 unclaimed: Iterable[str] = ()) -> None:
+        """``zones`` are claimed (authoritative); ``unclaimed`` zones (not also claimed)
+        only index the names in them (``zone.py``)."""
         self.ttl = ttl
         self.ptr_zone = name_wire(ptr_zone + ".") if ptr_zone else b""  # its PTR names win
+        claimed = dict.fromkeys(zones, True)
+        every = {**dict.fromkeys(unclaimed, False), **claimed}
         self.zones: list[Zone] = sorted(
-            (Zone(z, name_wire(z + "."), ttl, reverse=z == "arpa" or z.endswith(".arpa"))
-             for z in zones), key=lambda z: -len(z.wire))
+            (Zone(z, name_wire(z + "."), ttl, reverse=z == "arpa" or z.endswith(".arpa"),
+                  claimed=c) for z, c in every.items()), key=lambda z: -len(z.wire))
+        self.zone_of = ZoneIndex(self.zones).find
+        """The served zone a lower-case wire name falls in (longest match), if any."""
         self.owner_of = owner_of
         self.records_of = records_of
         self.tags_of = tags_of
@@ -91,10 +98,6 @@ class AnswerTable:
             self._set_apex(zone)
 
     # ---- lookups ------------------------------------------------------------------------
-
-    def zone_of(self, wire_name: bytes) -> Zone | None:
-        """The served zone a lower-case wire name falls in (longest match), if any."""
-        return find_zone(self.zones, wire_name)
 
     def rrsets(self, wire_name: bytes) -> RRsets:
         """The name's records as served (merged over owners)."""
@@ -418,6 +421,8 @@ class AnswerTable:
         return answer_rdata(e, qtype)
 
     def _set_apex(self, zone: Zone) -> None:
+        if not zone.claimed:  # no SOA, NS: mcdns is not the zone's server
+            return
         apex = zone.name + "."
         self.set_owner("apex:" + zone.name, {
             apex: {T_SOA: [zone.soa()], T_NS: [rd.name(f"ns.dns.{apex}")]}})

@@ -51,6 +51,7 @@ from mcdns.proto import (
     T_ANY,
     T_AXFR,
     T_IXFR,
+    T_PTR,
     T_TXT,
     TCP_MAX,
     UDP_MIN,
@@ -206,6 +207,8 @@ class Handler:
                 self._outside.add(key)  # zones are fixed for the process's life
                 return FORWARD
             return REFUSED
+        if not zone.claimed:
+            return self._unclaimed(name, key, qtype, qclass)
         if qtype in (T_AXFR, T_IXFR):
             return REFUSED
         e = table.entries.get(key) or self._negatives.get(key)
@@ -223,8 +226,6 @@ class Handler:
         if e is None:
             if not exists and not self.store.synced:
                 return NOT_SYNCED
-            if not exists and self.forwarder is not None and zone.reverse:
-                return FORWARD
             e = zone.negative_entry(RCODE_NOERROR if exists else RCODE_NXDOMAIN, qtype)
         e = self._retyped(e, qtype)
         cache = self._negatives
@@ -232,6 +233,23 @@ class Handler:
             cache.clear()
         cache[key] = e
         return e
+
+    def _unclaimed(self, name: bytes, key: bytes, qtype: int, qclass: int) -> Entry | Route:
+        """A reverse name outside the claimed reverse zones: the PTR of an address mcdns
+        hands out (a remote cluster's, say), else not mcdns's to answer (never NXDOMAIN):
+        forwarded in the resolver role, REFUSED in the stub role. Not remembered in the
+        names-outside memo: the addresses mcdns hands out change."""
+        if qtype == T_PTR:
+            e = self.table.entries.get(key) or self._negatives.get(key)
+            if e is None:
+                e = self.table.lazy_entry(name, T_PTR)[1]
+                if e is not None:
+                    if len(self._negatives) >= NEGATIVE_CACHE_MAX:
+                        self._negatives.clear()
+                    self._negatives[key] = e
+            if e is not None:
+                return e
+        return FORWARD if self.forwarder is not None and qclass == CLASS_IN else REFUSED
 
     def _retyped(self, e: Entry, qtype: int) -> Entry:
         """``e`` counted under ``qtype`` (a CNAME's answer serves every type)."""
@@ -276,7 +294,7 @@ class Handler:
             if end:
                 qtype = int.from_bytes(resp[end:end + 2], "big")
                 zone = self.table.zone_of(resp[12:end].lower())
-                zi = zone.index if zone is not None else -1
+                zi = zone.index if zone is not None and zone.claimed else -1
         st[self.table.slots.slot(zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)] += 1
 
     def _forward(self, wire: bytes, qkey: bytes, tcp: bool) -> Response:
@@ -361,7 +379,7 @@ class Handler:
             texts = [f"mcdns {__version__}".encode()]
         elif q.name in CHAOS_ID:
             texts = [self._hostname]
-        elif self.table.zone_of(q.name) is not None:
+        elif (zone := self.table.zone_of(q.name)) is not None and zone.claimed:
             texts = [s.encode("utf-8", "replace")[:255]
                      for s in explain(self.compiler, name_text(q.name))]
         else:
