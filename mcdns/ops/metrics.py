@@ -7,6 +7,7 @@ the Event recorder's ``EventStats``, the resolver's ``CacheStats`` and upstream 
 the listeners' latency histogram); ``Parts`` names them with their types, and the
 collector turns them into metric families in CoreDNS's style when /metrics is scraped.
 Label sets are bounded: zones, protocols, a fixed list of types and rcodes, resources.
+With workers, the first process's /metrics adds every worker's counters (mcdns.ops.merge).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mcdns.answers.slots import TAG_NAMES, Slots
 from mcdns.answers.switch import DIRECTIONS
 from mcdns.histogram import Histogram
 from mcdns.kube.settings import EventStats, KubeStats
+from mcdns.ops.merge import MergedCollector, WorkerTotals
 from mcdns.proto import RCODE_NAMES, TYPE_NAMES
 from mcdns.resolver.resolver import Resolver
 from mcdns.state.store import Store
@@ -202,7 +204,16 @@ class MetricsCollector(Collector):
         yield fam
 
 
-def registry_for(parts: Parts) -> CollectorRegistry:
+def registry_for(parts: Parts, workers: WorkerTotals | None = None) -> CollectorRegistry:
+    """What /metrics serves: this process's metrics, with the ``workers``' counters added
+    (mcdns.ops.merge) and the workers' own metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MergedCollector(MetricsCollector(parts), workers))
+    return registry
+
+
+def process_registry(parts: Parts) -> CollectorRegistry:
+    """This process's metrics alone: what a worker hands the first process."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector(parts))
     return registry
