@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,7 +31,9 @@ from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
 from mcdns.logs import setup_logging
 from mcdns.ops.http import HTTPServer
-from mcdns.ops.metrics import Parts
+from mcdns.ops.metrics import Parts, process_registry
+from mcdns.ops.worker_link import WorkerLink
+from mcdns.ops.workers import Supervisor
 from mcdns.proto import RCODE_NAMES, TYPE_NAMES
 from mcdns.resolver.resolver import Resolver
 from mcdns.state.statefile import SOURCE as STATE_SOURCE
@@ -280,38 +281,51 @@ def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
 
 
 async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,
-                children: Sequence[int] = ()) -> int:
+                workers: Supervisor | None = None, link: WorkerLink | None = None) -> int:
     """Run until SIGTERM or SIGINT (SIGHUP reloads the config); returns the exit code.
-    Signals are passed on to the ``children`` worker processes."""
+
+    The first process of ``workers: N`` starts its ``workers`` once it serves, reports
+    them on /health and /metrics, passes the signals on, and waits for them on the way
+    out. A worker answers its ``link`` and stops at once when the first process is gone."""
     app = App(cfg, overrides=overrides)
     await app.start(reuse_port=cfg.workers > 1)
     stop = asyncio.Event()
     received: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
 
-    def forward(sig: signal.Signals) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
     def on_signal(sig: signal.Signals) -> None:
-        forward(sig)
+        if workers is not None:  # no restarts from now on
+            workers.shutdown(sig)
         received.append(sig)
         stop.set()
 
     def on_hup() -> None:
-        forward(signal.SIGHUP)
+        if workers is not None:
+            workers.reload()
         app.reload()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await stop.wait()
-    # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
-    lameduck = app.cfg.lameduck if received[0] == signal.SIGTERM else 0.0
-    log.info("shutting down signal=%s lameduck=%ss", received[0].name, lameduck)
-    app.stopping = True  # /health and /ready fail from now on
-    await asyncio.sleep(lameduck)
-    await app.stop()
+    try:
+        if workers is not None:
+            if app.http is not None:
+                app.http.attach(workers)
+            workers.start()
+        if link is not None:
+            await link.start(process_registry(app._metric_parts()),
+                             lambda: on_signal(signal.SIGINT))
+        await stop.wait()
+        # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
+        lameduck = app.cfg.lameduck if received[0] == signal.SIGTERM else 0.0
+        log.info("shutting down signal=%s lameduck=%ss", received[0].name, lameduck)
+        app.stopping = True  # /health and /ready fail from now on
+        await asyncio.sleep(lameduck)
+        await app.stop()
+    finally:
+        if workers is not None:  # they got the signal too: wait for them (or kill them)
+            await workers.stop()
+        if link is not None:
+            link.close()
     log.info("stopped")
     return 0

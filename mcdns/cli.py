@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcdns import __version__
 from mcdns.config import POLICIES, ROLES, Config, ConfigError, load, parse_hostport
@@ -22,6 +19,10 @@ from mcdns.dns.server import ListenError
 from mcdns.kube.settings import ClientConfigError
 from mcdns.logs import JSONFormatter, setup_logging
 from mcdns.state.statefile import StateError, read_objects, reduce_all
+
+if TYPE_CHECKING:  # imported when serving: --version and --help stay light
+    from mcdns.ops.worker_link import WorkerLink
+    from mcdns.ops.workers import Supervisor
 
 EXIT_USAGE = 2  # a configuration, state file or kubeconfig error
 EXIT_RUNTIME = 1  # the config is fine, running it failed (a port in use)
@@ -150,30 +151,58 @@ def _json_logs() -> bool:
 
 
 def run(cfg: Config, flags: dict[str, Any] | None = None) -> int:
-    """Serve; with ``workers`` > 1, fork that many processes sharing the sockets
-    (SO_REUSEPORT). The first one also serves HTTP and forwards signals to the others."""
-    children: list[int] = []
-    for _ in range(cfg.workers - 1):
-        pid = os.fork()
-        if pid == 0:  # a worker: DNS only, no HTTP port (nor Events: the first records them)
-            os._exit(_loop(cfg.replace(http=None, events=False), flags, []))
-        children.append(pid)
+    """Serve. With ``workers`` > 1 this first process also serves HTTP and supervises
+    ``workers`` - 1 worker processes sharing the DNS sockets (SO_REUSEPORT): each is
+    ``mcdns serve`` again with the same flags (``worker_command``), started once this one
+    serves, restarted when it dies, stopped with it (mcdns.ops.workers). A process the
+    supervisor started (its environment says so) is a worker: DNS only, no HTTP port
+    and no Events (the first records them); it exits when the first process does."""
+    from mcdns.ops.worker_link import LinkError, WorkerLink
+
     try:
-        return _loop(cfg, flags, children)
-    finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        link = WorkerLink.from_env()
+    except LinkError as e:
+        return _fail(str(e), EXIT_USAGE, argparse.Namespace())
+    if link is not None:
+        if not link.die_with_parent():
+            return 0  # the first process is gone already
+        return _loop(cfg.replace(http=None, events=False), flags, link=link)
+    workers = None
+    if cfg.workers > 1:
+        from mcdns.ops.workers import Supervisor
+
+        workers = Supervisor(cfg.workers - 1, worker_command(cfg, flags or {}))
+    return _loop(cfg, flags, workers=workers)
 
 
-def _loop(cfg: Config, flags: dict[str, Any] | None, children: list[int]) -> int:
+def worker_command(cfg: Config, flags: dict[str, Any]) -> list[str]:
+    """``mcdns serve`` as this process was started (config file, then the flags), with
+    the listen addresses and worker count this process runs: a worker started after the
+    file changed still shares this process's sockets."""
+    argv = [sys.executable, "-m", "mcdns", "serve"]
+    if cfg.config_file:
+        argv += ["--config", cfg.config_file]
+    for flag, (key, many) in FLAGS.items():
+        if key in ("listen", "workers") or flags.get(key) is None:
+            continue
+        for value in flags[key] if many else [flags[key]]:
+            argv += [flag, str(value)]
+    for hp in cfg.listen:
+        argv += ["--listen", str(hp)]
+    argv += ["--workers", str(cfg.workers)]
+    if flags.get("query_log"):
+        argv.append("--query-log")
+    if flags.get("metrics") is False:
+        argv.append("--no-metrics")
+    return argv
+
+
+def _loop(cfg: Config, flags: dict[str, Any] | None, workers: Supervisor | None = None,
+          link: WorkerLink | None = None) -> int:
     from mcdns.app import serve
 
     try:
-        return _run(serve(cfg, flags, children))
+        return _run(serve(cfg, flags, workers=workers, link=link))
     except KeyboardInterrupt:  # pragma: no cover
         return 0
 

@@ -1,7 +1,9 @@
 """The operations HTTP listener: /health, /ready and /metrics, on their own port.
 
 aiohttp serves it on the same event loop as DNS; every handler only reads in-memory
-state (no awaits on I/O), so a scrape never holds DNS answering up for long.
+state, so a scrape never holds DNS answering up for long. With workers (mcdns.ops.workers)
+/metrics first awaits their counters (1 s at most; the loop answers DNS meanwhile) and
+/health also fails when a worker cannot be kept running.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcdns.config import HostPort
 from mcdns.ops.metrics import Parts, registry_for
+from mcdns.ops.workers import Supervisor
 
 
 class HTTPServer:
-    """/health (liveness; fails in lameduck), /ready (synced), /metrics (Prometheus).
+    """/health (liveness; fails in lameduck, or while a worker cannot be kept running),
+    /ready (synced), /metrics (Prometheus, every worker's counters summed).
 
     ``stopping`` says whether shutdown began (both probes fail from then on)."""
 
@@ -25,6 +29,7 @@ class HTTPServer:
         self.stopping = stopping
         self.address = address
         self.registry = registry_for(parts)
+        self.workers: Supervisor | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -42,6 +47,11 @@ class HTTPServer:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.address.port
 
+    def attach(self, workers: Supervisor) -> None:
+        """Report the ``workers`` in /health and add their counters to /metrics."""
+        self.workers = workers
+        self.registry = registry_for(self.parts, workers)
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -50,6 +60,9 @@ class HTTPServer:
     async def health(self, _request: web.Request) -> web.Response:
         if self.stopping():
             return web.Response(status=503, text="shutting down (lameduck)\n")
+        problem = self.workers.problem() if self.workers is not None else None
+        if problem is not None:
+            return web.Response(status=503, text=problem + "\n")
         return web.Response(text="OK\n")
 
     async def ready(self, _request: web.Request) -> web.Response:
@@ -63,5 +76,7 @@ class HTTPServer:
         return web.Response(text="ready\n")
 
     async def metrics(self, _request: web.Request) -> web.Response:
+        if self.workers is not None:
+            await self.workers.refresh()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
