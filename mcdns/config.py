@@ -96,7 +96,7 @@ class Config:
     kubeconfig: str | None = None
     """Path of a kubeconfig; without it and without state, in-cluster config."""
     namespaces: tuple[str, ...] = ()
-    """Only watch these namespaces (empty: all)."""
+    """Resolver role: only watch these namespaces, forward the others' names (empty: all)."""
     tcp_idle_timeout: float = 10.0
     """Seconds an idle TCP connection is kept open (RFC 7766)."""
     tcp_max_connections: int = 1024
@@ -396,6 +396,11 @@ def _check_whole(cfg: Config) -> None:
                           f"({cfg.min_ready}): failing back takes at least min_ready pods")
     if cfg.zone == cfg.clusterset_zone:
         raise ConfigError("clusterset_zone", "must differ from zone")
+    if cfg.namespaces and cfg.role == "stub":
+        raise ConfigError("namespaces", "is for the resolver role only: behind CoreDNS "
+                          "(role stub) every namespace's names come to mcdns, and those of "
+                          "namespaces it does not watch would be NXDOMAIN; watch all "
+                          "namespaces (namespaces: []) or use role resolver")
     if cfg.state and cfg.kubeconfig:
         raise ConfigError("state", "state and kubeconfig are exclusive; give one")
     if cfg.workers > 1 and any(hp.port == 0 for hp in cfg.listen):

@@ -60,6 +60,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "pod_cidrs": ["10.244.0.0/16"],
         },
     },
+    "resolver-namespaces": {
+        "config": {"role": "resolver", "upstreams": ["10.0.0.10"], "namespaces": ["shop", "web"]},
+    },
 }
 
 RBAC_RULES = {
@@ -333,6 +336,24 @@ def test_schema_rejects_a_cidr_without_prefix(chart: Any) -> None:
         render(chart, {"config": {"service_cidrs": ["10.96.0.0"]}})
     with pytest.raises(helm.HelmError):
         render(chart, {"config": {"pod_cidrs": "10.244.0.0/16"}})
+
+
+@pytest.mark.parametrize("values", [
+    {"config": {"namespaces": ["shop"]}},
+    {"config": {"role": "stub", "namespaces": ["shop", "web"]}},
+], ids=["default-role", "role-stub"])
+def test_stub_role_with_namespaces_fails_the_render(chart: Any, values: dict[str, Any]) -> None:
+    """Behind CoreDNS every namespace's names reach mcdns: a namespace filter would make
+    the others NXDOMAIN, so the chart refuses it (mcdns refuses it too)."""
+    with pytest.raises(helm.HelmError, match=r"config\.namespaces is for role resolver only"):
+        render(chart, values)
+
+
+def test_values_comment_says_namespaces_is_resolver_only() -> None:
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("namespaces:"))
+    comment = " ".join(line.strip() for line in lines[at - 4:at])
+    assert "Resolver role only" in comment and "role stub" in comment
 
 
 def test_check_config_rejects_a_bad_file(tmp_path: Path) -> None:

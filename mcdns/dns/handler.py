@@ -115,6 +115,9 @@ class Handler:
         self.max_udp = cfg.max_udp_size
         self._opt = (w.opt_record(cfg.max_udp_size, False), w.opt_record(cfg.max_udp_size, True))
         self._pod_zone = name_wire(f"pod.{cfg.zone}.") if cfg.pods == "insecure" else None
+        # resolver role with a namespace filter: the namespaces whose names mcdns answers
+        self._watched = (frozenset((b"", *(ns.encode() for ns in cfg.namespaces)))
+                         if cfg.namespaces and self.forwarder is not None else None)
 
     # ---- the hot path ------------------------------------------------------------------
 
@@ -200,11 +203,13 @@ class Handler:
             return NOT_PLAIN
         table = self.table
         zone = table.zone_of(name) if qclass in (CLASS_IN, CLASS_ANY) else None
-        if zone is None:
+        if zone is None or (self._watched is not None and not zone.reverse
+                            and _namespace(name, zone) not in self._watched):
+            # outside the zones, or (resolver role) in a namespace mcdns does not watch
             if self.forwarder is not None and qclass == CLASS_IN:
                 if len(self._outside) >= NEGATIVE_CACHE_MAX:
                     self._outside.clear()
-                self._outside.add(key)  # zones are fixed for the process's life
+                self._outside.add(key)  # zones, namespaces: fixed for the process's life
                 return FORWARD
             return REFUSED
         if not zone.claimed:
@@ -389,6 +394,19 @@ class Handler:
             rdata = bytes([len(t)]) + t
             body += struct.pack(">HHHIH", 0xC00C, T_TXT, CLASS_CH, 0, len(rdata)) + rdata
         return self._respond(q, tcp, RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
+
+
+def _namespace(name: bytes, zone: Zone) -> bytes:
+    """The namespace label of a name ``...<ns>.svc.<zone>`` or ``...<ns>.pod.<zone>``;
+    b"" for the names above the namespaces (the apex, ``svc.<zone>``, ``dns-version``),
+    which every namespace filter holds."""
+    labels, i, cut = [], 0, len(name) - len(zone.wire)
+    while i < cut:
+        labels.append(name[i + 1:i + 1 + name[i]])
+        i += name[i] + 1
+    if len(labels) >= 2 and labels[-1] in (b"svc", b"pod"):
+        return labels[-2]
+    return b""
 
 
 def _undash(label: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -43,6 +43,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* mcdns.yaml: .Values.config plus the listen addresses the chart owns. */}}
 {{- define "mcdns.configFile" -}}
+{{- if and (eq (default "stub" .Values.config.role) "stub") .Values.config.namespaces }}
+{{- fail "config.namespaces is for role resolver only: behind CoreDNS (role stub) mcdns gets every namespace's names, and those of namespaces it does not watch would be NXDOMAIN. Leave config.namespaces empty, or set config.role=resolver." }}
+{{- end }}
 {{- $cfg := deepCopy .Values.config }}
 {{- $_ := set $cfg "listen" (list (printf "0.0.0.0:%d" (int .Values.containerPorts.dns))) }}
 {{- $_ = set $cfg "http" (printf "0.0.0.0:%d" (int .Values.containerPorts.http)) }}
