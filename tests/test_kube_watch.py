@@ -7,6 +7,8 @@ and asserts the store converges to the server's final state, deletions included.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Awaitable
 
 import aiohttp
@@ -21,6 +23,9 @@ from kubeapi import (
 )
 from kubeharness import Running, running
 
+from mcdns.answers.compiler import Compiler
+from mcdns.answers.explain import explain
+from mcdns.config import Config
 from mcdns.kube.http import _reason
 from mcdns.objects.reduce import CLUSTER_ID_PROPERTY
 
@@ -396,3 +401,98 @@ def test_connect_timeout_is_a_connect_failure_not_a_quiet_stream() -> None:
     assert _reason(aiohttp.SocketTimeoutError("Timeout on reading data")) == "timeout"
     assert _reason(TimeoutError()) == "timeout"
     assert _reason(ConnectionRefusedError()) == "connect"
+
+
+# ---- last_contact: the last successful contact with the API, not the last change ---------
+
+def contact_age(r: Running) -> float:
+    """``last_contact_age`` as the explain record (``dig NAME CH TXT``) shows it."""
+    text = " ".join(explain(Compiler(Config(), r.store), "x.default.svc.cluster.local."))
+    assert r.store.last_contact > 0
+    m = re.search(r"last_contact_age=([0-9.]+)s", text)
+    assert m, text
+    assert abs(float(m.group(1)) - (time.time() - r.store.last_contact)) < 0.2
+    return float(m.group(1))
+
+
+def test_quiet_cluster_with_bookmarks_keeps_contact_fresh() -> None:
+    """No change for seconds, but the server's bookmarks keep coming: each one is
+    contact, so last_contact_age stays small (last_change_age grows)."""
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        async with running(demo_api(), settings=replace(FAST, server_timeout=60)) as r:
+            await r.watching()
+            ages = []
+            for _ in range(15):
+                await asyncio.sleep(0.1)
+                r.api.bookmark()
+                await asyncio.sleep(0.02)
+                ages.append(contact_age(r))
+            assert max(ages) < 0.3, ages
+            assert r.source.stats.events[("services", "BOOKMARK")] >= 10
+            assert not r.source.stats.restarts  # one stream each, all along
+
+    run(go())
+
+
+def test_watch_ended_by_the_server_timeout_is_contact() -> None:
+    """Streams the server ends at their timeout (1 s here) are answers too: when the
+    reconnects then fail (500), last_contact is when the streams ended, not when they
+    were opened before the failures began."""
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        settings = replace(FAST, server_timeout=1, backoff_base=0.5, backoff_max=0.5)
+        async with running(demo_api(), settings=settings) as r:
+            await r.watching()
+            failing_since = time.time()
+            r.api.fail(500)  # the open streams run on to their end; new requests fail
+            n = len(r.source.watchers)
+            await r.until(lambda: restarts(r, "http_500") >= n, what="every stream ended")
+            assert r.store.last_contact > failing_since + 0.05, (
+                r.store.last_contact - failing_since)
+            assert contact_age(r) < 1.0
+            # and from then on nothing answers: the age grows
+            first = contact_age(r)
+            await asyncio.sleep(0.5)
+            assert contact_age(r) >= first + 0.4
+
+    run(go())
+
+
+def test_quiet_cluster_with_watch_timeouts_keeps_contact_fresh() -> None:
+    """No bookmarks, no changes: streams end at the server's timeout and are reopened;
+    last_contact_age never grows past about one stream."""
+    async def go() -> None:
+        from dataclasses import replace
+
+        from kubeharness import FAST
+        async with running(demo_api(), settings=replace(FAST, server_timeout=1)) as r:
+            await r.watching()
+            ages = []
+            for _ in range(12):
+                await asyncio.sleep(0.25)
+                ages.append(contact_age(r))
+            assert max(ages) < 1.2, ages
+            assert lists(r, "services") == 1  # reopened from the version, no relist
+
+    run(go())
+
+
+def test_unreachable_api_server_makes_contact_age_grow() -> None:
+    async def go() -> None:
+        async with running(demo_api()) as r:
+            await r.watching()
+            assert contact_age(r) < 0.5
+            await r.api.stop()
+            await r.until(lambda: restarts(r, "connect") >= 3, what="connect retries")
+            first = contact_age(r)
+            await asyncio.sleep(1.0)
+            second = contact_age(r)
+            assert second >= first + 0.9 and second >= 1.0, (first, second)
+            assert ("default", "serve") in r.store.services  # the last answers stay
+
+    run(go())

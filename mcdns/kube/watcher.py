@@ -9,6 +9,12 @@ The three layers of kopf, as three methods:
   the last resourceVersion seen (bookmarks included); 410 Gone lists again.
 - ``_watch_once``: one HTTP stream, bounded by a server timeout and an inactivity timeout.
 
+``store.last_contact`` is the last successful contact with the API server, not the last
+change: every list page and discovery answer, every watch stream opened, every watch
+event (the bookmarks asked for with ``allowWatchBookmarks`` included), and a stream the
+server ends cleanly at its timeout. So a quiet cluster keeps it fresh, and only an
+unreachable or failing API server lets it grow.
+
 An object that cannot be reduced is logged and skipped; an earlier good version of it
 stays in the store (the API server validated everything but mcdns's own annotations and
 limits, so dropping it would turn a typo in an annotation into an outage).
@@ -190,6 +196,7 @@ class Watcher:
                 if events:
                     seen += len(events)
                     self.schedule_commit()
+            self._contact()  # the server ended the stream (its timeout): it answered
         finally:
             self.schedule_commit()  # whatever was applied before a failure goes out too
         if not seen and time.monotonic() - opened < 1.0:
@@ -278,6 +285,7 @@ class Watcher:
             log.info("watch %s: synced", self.name)
 
     def _contact(self) -> float:
+        """Note a successful answer from the API server (``store.last_contact``)."""
         now = time.time()
         self.store.last_contact = now
         return now

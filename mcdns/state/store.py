@@ -66,7 +66,10 @@ class Store:
         self.derived_of: dict[Key, str] = {}
         self.generation = 0
         self.last_change = 0.0  # wall time of the last committed change
-        self.last_contact = 0.0  # wall time a source last heard from its backend
+        # wall time a source last heard from its backend: any successful API answer (a
+        # list page, a watch opened, any event or bookmark, a watch ended at the server's
+        # timeout), or a load of the state file. Not the last change: that is last_change.
+        self.last_contact = 0.0
         self.synced_sources: dict[str, bool] = dict.fromkeys(sources, False)
         self.synced = not self.synced_sources
         """True once every source has completed its first full list (read per query)."""
