@@ -26,7 +26,9 @@ Three lists, all in ``CASES``:
 
 Reverse zones: PTR cases assume mcdns serves ``in-addr.arpa.`` and ``ip6.arpa.`` (the
 kubeadm Corefile's ``kubernetes cluster.local in-addr.arpa ip6.arpa``); negative answers
-there carry that zone's SOA. The apex NS case and ``ns.dns`` assume the server answers on
+there carry that zone's SOA. mcdns claims reverse zones only for its ``service_cidrs`` and
+``pod_cidrs``, so the fixture gives it ``0.0.0.0/0`` and ``::/0``, which CoreDNS too
+expands to exactly those two zones. The apex NS case and ``ns.dns`` assume the server answers on
 127.0.0.1 (CoreDNS puts the address it received the query on there, see ns.go).
 
 Skipped handler-test cases (mcdns has no such feature, or the case needs an upstream):
@@ -36,8 +38,10 @@ Skipped handler-test cases (mcdns has no such feature, or the case needs an upst
   without the CNAME).
 - notSyncedTestCases (SERVFAIL before the first sync): needs an unsynced server (test_kube_dns covers it).
 - TestServeNamespaceDNS runs with no ``namespaces`` filter; its one NXDOMAIN case is
-  kept. TestServeDNS uses ``namespaces testns``; mcdns has no namespace filter, so
-  kube-system/kubedns and unexposedns/svc1 are visible here (no case relies on hiding).
+  kept. TestServeDNS uses ``namespaces testns``; mcdns's namespace filter is for the
+  resolver role only (it forwards the other namespaces' names), and these cases run the
+  stub role unfiltered, so kube-system/kubedns and unexposedns/svc1 are visible here (no
+  case relies on hiding).
 - wildcard (``*``/``any``) queries of older handler tests: removed in CoreDNS 1.9.
 - handler_pod_verified_test.go (``pods verified``), handler_pod_disabled_test.go,
   handler_ignore_emptyservice_test.go (``ignore empty_service``), multicluster,
