@@ -24,7 +24,8 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from conftest import ROOT, needs
+from conftest import DEMO_STATE, ROOT, needs
+from conftest import running as serving
 from knot import Knot
 from kubeapi import FakeKubeAPI, endpointslice, namespace, service, serviceimport
 from kubeharness import running
@@ -80,6 +81,7 @@ db.other.svc IN A 10.96.0.12
 _http._tcp.db.other.svc IN SRV 0 100 80 db.other.svc.cluster.local.
 10-0-0-1.other.pod IN A 10.0.0.1
 serve.default.svc IN A 192.0.2.99
+cart.shop.svc IN A 192.0.2.7
 """
 CLUSTERSET_TEXT = """$ORIGIN clusterset.local.
 $TTL 30
@@ -182,3 +184,21 @@ def test_resolver_forwards_names_of_namespaces_it_does_not_watch(
                 assert zone_knot.queries() > before
 
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_a_state_file_holds_every_namespace_but_the_filter_still_forwards(
+        upstreams: tuple[Knot, Knot]) -> None:
+    """The demo state file has Services in default and shop; with namespaces [default]
+    the shop ones get no answers of their own (as if not watched): their names are
+    forwarded however they are asked, never answered from the file."""
+    zone_knot, set_knot = upstreams
+    cfg = config.build({"role": "resolver", "namespaces": ["default"], "state": str(DEMO_STATE),
+                        "listen": ["127.0.0.1:0"], "http": None,
+                        "upstreams": [zone_knot.address, set_knot.address]})
+    with serving(cfg, forwarder=Resolver(cfg)) as srv:
+        web = srv.query("web.default.svc.cluster.local.")
+        assert [rd.to_text() for rd in web.answer[0]] == ["10.96.20.20"]
+        for edns in (-1, 0):  # the plain hot path, and the one with an OPT record
+            msg = srv.query("cart.shop.svc.cluster.local.", use_edns=edns)
+            assert [rd.to_text() for rd in msg.answer[0]] == ["192.0.2.7"]  # Knot's
+            assert not msg.flags & dns.flags.AA

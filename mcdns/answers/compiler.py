@@ -207,8 +207,11 @@ class Compiler:
         old = self.decisions.get(key)
         # A ServiceImport (a CRD) may have a dotted name, and a slice's service label
         # can hold one: neither is one label of a DNS name, so neither gets names (a dot
-        # would let it answer for another service's names).
-        if (key not in st.services and key not in st.imports) or "." in name:
+        # would let it answer for another service's names). Nor does a service outside
+        # the namespaces filter (a state file holds every namespace; their names are
+        # forwarded, see the handler).
+        if ((key not in st.services and key not in st.imports) or "." in name
+                or (self.cfg.namespaces and ns not in self.cfg.namespaces)):
             self.decisions.pop(key, None)
             self.failbacks.forget(key)
             self._schedule(key, None)
