@@ -81,7 +81,9 @@ def test_list_and_watch_populate_the_store_and_events_change_it() -> None:
             # paginated: page_size 2 and 3 services means a continue was needed
             assert any(q.get("limit") == "2" for q in r.api.seen("limit", "services"))
             assert r.api.seen("continue", "services")
-            # the watch resumes from the list's version with bookmarks on
+            # the watch resumes from the list's version with bookmarks on (sync is the end
+            # of the lists: the watch request may reach the server a moment later)
+            await r.until(lambda: bool(r.api.seen("watch", "services")), what="watch")
             w = r.api.seen("watch", "services")[0]
             assert w["allowWatchBookmarks"] == "true" and int(w["resourceVersion"]) > 1
 
