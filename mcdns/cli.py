@@ -53,15 +53,64 @@ INT_KEYS = {"ttl", "workers"}
 FLOAT_KEYS = {"failback_delay"}
 
 
+def key_docs() -> dict[str, str]:
+    """Each config key's docstring line (the attribute docstrings of ``Config``), so a
+    flag's help says what the key's documentation says, written once."""
+    import ast
+    import inspect
+
+    from mcdns import config as config_module
+
+    tree = ast.parse(inspect.getsource(config_module))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config")
+    docs: dict[str, str] = {}
+    for node, after in zip(cls.body, cls.body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _metavar(key: str) -> str:
+    """What a flag's value looks like, for --help."""
+    if key in ("listen", "upstreams", "http"):
+        return "HOST:PORT"
+    if key in ("state", "kubeconfig", "resolv_conf"):
+        return "FILE"
+    if key.endswith("_cidrs"):
+        return "CIDR"
+    if key in INT_KEYS:
+        return "N"
+    if key in FLOAT_KEYS:
+        return "SECONDS"
+    return key.upper().removesuffix("S") if key == "namespaces" else key.upper()
+
+
+SUBCOMMANDS = {
+    "serve": "run the DNS server (flags override the config file)",
+    "explain": "ask a running mcdns why a name answers what it answers",
+    "check-config": "validate a config file (and a state file) and exit",
+}
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcdns", description="Multi-cluster DNS for Kubernetes "
-                                "with health-aware fallback.")
+    p = argparse.ArgumentParser(
+        prog="mcdns", description="Multi-cluster DNS for Kubernetes with health-aware "
+        "fallback: answers cluster.local from the local Service while it has ready "
+        "endpoints and from its ServiceImport when it has none, and serves clusterset.local.",
+        epilog="Run `mcdns COMMAND --help` for a command's flags.")
     p.add_argument("--version", action="version", version=f"mcdns {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the DNS server")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands")
+    docs = key_docs()
+    s = sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=(
+        "Serve DNS until SIGTERM (SIGHUP reloads the config). Each flag sets the config "
+        "key of the same name (dashes for underscores) and overrides the file."))
     s.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
     for flag, (key, many) in FLAGS.items():
-        kw: dict[str, Any] = {"dest": key, "default": None}
+        kw: dict[str, Any] = {"dest": key, "default": None, "metavar": _metavar(key),
+                              "help": docs.get(key, "") + (" Repeatable." if many else "")}
         if many:
             kw["action"] = "append"
         if key == "policy":
@@ -77,12 +126,18 @@ def parser() -> argparse.ArgumentParser:
                    help="log queries (sampled)")
     s.add_argument("--no-metrics", dest="metrics", action="store_false", default=None,
                    help="count nothing on the query path (/metrics keeps the rest)")
-    e = sub.add_parser("explain", help="explain why a name answers what it answers")
-    e.add_argument("name")
-    e.add_argument("--server", default="127.0.0.1:5353", help="mcdns to ask (HOST:PORT)")
-    c = sub.add_parser("check-config", help="validate a config file and exit")
-    c.add_argument("file")
-    c.add_argument("--state", help="also validate this state file")
+    e = sub.add_parser("explain", help=SUBCOMMANDS["explain"], description=(
+        "Ask a running mcdns (over DNS, class CH, type TXT) why NAME answers what it "
+        "answers: the policy, the decision and its reason, both sides' health, the sync."))
+    e.add_argument("name", help="the name to explain, e.g. web.shop.svc.cluster.local")
+    e.add_argument("--server", default="127.0.0.1:5353", metavar="HOST:PORT",
+                   help="the mcdns to ask (default: %(default)s, mcdns's default listen)")
+    c = sub.add_parser("check-config", help=SUBCOMMANDS["check-config"], description=(
+        "Validate a config file, and a state file if given (every object against its "
+        "kind's schema); exit 0 with one line, or 2 with one line naming the problem."))
+    c.add_argument("file", help="the config file (YAML)")
+    c.add_argument("--state", metavar="FILE",
+                   help="also validate this state file (default: the config's state key)")
     return p
 
 

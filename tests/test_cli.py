@@ -305,3 +305,26 @@ def test_an_unreadable_kubeconfig_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert _error_lines(r) == [f"mcdns: error: cannot read kubeconfig {path}: "
                                "permission denied"]
+
+
+def test_every_flag_and_command_has_a_help_line() -> None:
+    """17 of the 19 serve flags had no help text; repeatable flags did not say so."""
+    from mcdns import cli
+
+    p = cli.parser()
+    commands = next(a for a in p._actions if isinstance(a, cli.argparse._SubParsersAction))
+    assert set(commands.choices) == set(cli.SUBCOMMANDS)
+    top = run("--help").stdout
+    for name, line in cli.SUBCOMMANDS.items():
+        assert name in top and line in top.replace("\n" + " " * 16, " ")
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help and action.help.strip(), (name, action.option_strings)
+    serve = commands.choices["serve"]
+    for flag, (key, many) in cli.FLAGS.items():
+        action = next(a for a in serve._actions if flag in a.option_strings)
+        assert action.help is not None
+        assert action.help.startswith(cli.key_docs()[key]), flag
+        assert action.help.endswith("Repeatable.") == many, flag
+    explain = run("explain", "--help").stdout
+    assert "default: 127.0.0.1:5353" in explain
