@@ -41,6 +41,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* Name of the cluster-scoped objects (ClusterRole, ClusterRoleBinding): the release's
+namespace is part of it, so the same release name in two namespaces does not collide. */}}
+{{- define "mcdns.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "mcdns.fullname" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Values that cannot work together fail the render, with what to change. */}}
+{{- define "mcdns.checks" -}}
+{{- $lameduck := float64 (default 5 .Values.config.lameduck) }}
+{{- if ge $lameduck (float64 .Values.terminationGracePeriodSeconds) }}
+{{- fail (printf "config.lameduck (%vs) must be shorter than terminationGracePeriodSeconds (%vs): Kubernetes would kill mcdns while it still answers. Lower config.lameduck or raise terminationGracePeriodSeconds." .Values.config.lameduck .Values.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- if and .Values.hpa.enabled (lt (int .Values.hpa.maxReplicas) (int .Values.hpa.minReplicas)) }}
+{{- fail "hpa.maxReplicas must be at least hpa.minReplicas." }}
+{{- end }}
+{{- end }}
+
 {{/* mcdns.yaml: .Values.config plus the listen addresses the chart owns. */}}
 {{- define "mcdns.configFile" -}}
 {{- if and (eq (default "stub" .Values.config.role) "stub") .Values.config.namespaces }}
