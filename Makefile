@@ -17,7 +17,7 @@ APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 path_words := $(subst :, ,$(PATH))
 export PATH := $(PATH)$(if $(filter /usr/sbin,$(path_words)),,:/usr/sbin)$(if $(filter /sbin,$(path_words)),,:/sbin)
 
-.PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz clean
+.PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz lock clean
 
 # Debian's python3 makes venvs only with python3-venv (ensurepip): installed when missing.
 $(STAMP): pyproject.toml
@@ -83,6 +83,22 @@ soak: $(TEST_STAMP) tools
 
 fuzz: $(TEST_STAMP)
 	$(BIN)/python -m tests.fuzz.run --inputs $${FUZZ_INPUTS:-1000000}
+
+# requirements/image.lock: what the image installs (and its build backend), pinned with
+# hashes, from pyproject.toml by pip-compile against PyPI alone (the machine's pip.conf,
+# with its local wheel folders, is left out). Existing pins are kept where they still
+# fit; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest releases.
+LOCK_VENV  := build/lock-venv
+LOCK_FLAGS ?=
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2
+
+lock: $(LOCK_VENV)/bin/pip-compile
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" \
+	  $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --all-build-deps --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
+	  --output-file requirements/image.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache

