@@ -17,7 +17,7 @@ APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 path_words := $(subst :, ,$(PATH))
 export PATH := $(PATH)$(if $(filter /usr/sbin,$(path_words)),,:/usr/sbin)$(if $(filter /sbin,$(path_words)),,:/sbin)
 
-.PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz lock clean
+.PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz image image-test lock clean
 
 # Debian's python3 makes venvs only with python3-venv (ensurepip): installed when missing.
 $(STAMP): pyproject.toml
@@ -84,12 +84,30 @@ soak: $(TEST_STAMP) tools
 fuzz: $(TEST_STAMP)
 	$(BIN)/python -m tests.fuzz.run --inputs $${FUZZ_INPUTS:-1000000}
 
+# The container image, built and run with no daemon (README "The image"): buildah builds
+# the Dockerfile into its local storage as localhost/mcdns:dev and :<version>; image-test
+# runs it under runc as uid 65532 on a read-only root and queries it. IMAGE_BASE: auto
+# (python:3.11-slim-bookworm from the registry when it can be pulled, else a base made
+# here from Debian's packages with mmdebstrap, built once), registry, debian, or an image.
+# Set on the command line (make image IMAGE_BASE=debian); the environment is not read.
+IMAGE       := localhost/mcdns:dev
+IMAGE_BASE  := auto
+IMAGE_TOOLS := buildah:buildah mmdebstrap:mmdebstrap runc:runc dig:bind9-dnsutils nsenter:util-linux
+
+image:
+	$(call apt_missing,$(IMAGE_TOOLS))
+	$(PYTHON) tests/image.py build --base $(IMAGE_BASE)
+
+image-test:
+	$(call apt_missing,$(IMAGE_TOOLS))
+	$(PYTHON) tests/image.py test --image $(IMAGE)
+
 # requirements/image.lock: what the image installs (and its build backend), pinned with
 # hashes, from pyproject.toml by pip-compile against PyPI alone (the machine's pip.conf,
 # with its local wheel folders, is left out). Existing pins are kept where they still
 # fit; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest releases.
 LOCK_VENV  := build/lock-venv
-LOCK_FLAGS ?=
+LOCK_FLAGS :=
 $(LOCK_VENV)/bin/pip-compile:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2
