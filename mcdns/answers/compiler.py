@@ -81,6 +81,7 @@ class Compiler:
                         "every address mcdns does not know" if cfg.role == "stub" else
                         "the resolver role ignores it")
         self.decisions: dict[Key, Decision] = {}
+        self.changed_at: dict[Key, float] = {}  # wall time each answer took its side (status)
         self.programming = Histogram(PROGRAMMING_BOUNDS)  # watch event -> changed answer
         self._switch_listeners: list[Callable[[Switch], None]] = []
         self.switches: Counter[str] = Counter()  # by direction (switch.DIRECTIONS)
@@ -213,6 +214,7 @@ class Compiler:
         if ((key not in st.services and key not in st.imports) or "." in name
                 or (self.cfg.namespaces and ns not in self.cfg.namespaces)):
             self.decisions.pop(key, None)
+            self.changed_at.pop(key, None)
             self.failbacks.forget(key)
             self._schedule(key, None)
             self.table.set_owner(key, {})
@@ -224,6 +226,8 @@ class Compiler:
         d, recheck = self.failbacks.apply(key, want, old, self._commit_time)
         self._schedule(key, recheck)
         self.decisions[key] = d
+        if old is None or (old.choice, old.degraded) != (d.choice, d.degraded):
+            self.changed_at[key] = time.time()
         base = f"{name}.{ns}.svc.{self.cfg.zone}."
         cbase = f"{name}.{ns}.svc.{self.cfg.clusterset_zone}."
         recs = records.build(d, self.zones)

@@ -1,9 +1,10 @@
-"""The operations HTTP listener: /health, /ready and /metrics, on their own port.
+"""The operations HTTP listener: /health, /ready, /metrics and /status, on their own port.
 
 aiohttp serves it on the same event loop as DNS; every handler only reads in-memory
 state, so a scrape never holds DNS answering up for long. With workers (mcdns.ops.workers)
 /metrics first awaits their counters (1 s at most; the loop answers DNS meanwhile) and
-/health also fails when a worker cannot be kept running.
+/health also fails when a worker cannot be kept running. /status and /status.json are the
+status page (mcdns.ops.status).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mcdns.config import HostPort
 from mcdns.ops.metrics import Parts, registry_for
+from mcdns.ops.status import Status
 from mcdns.ops.workers import Supervisor
 
 
 class HTTPServer:
     """/health (liveness; fails in lameduck, or while a worker cannot be kept running),
-    /ready (synced), /metrics (Prometheus, every worker's counters summed).
+    /ready (synced), /metrics (Prometheus, every worker's counters summed), /status (the
+    status page, HTML) and /status.json (the same as JSON).
 
     ``stopping`` says whether shutdown began (both probes fail from then on)."""
 
@@ -29,6 +32,7 @@ class HTTPServer:
         self.stopping = stopping
         self.address = address
         self.registry = registry_for(parts)
+        self.status = Status(parts.compiler, parts.store)
         self.workers: Supervisor | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -38,6 +42,8 @@ class HTTPServer:
         web_app.router.add_get("/health", self.health)
         web_app.router.add_get("/ready", self.ready)
         web_app.router.add_get("/metrics", self.metrics)
+        web_app.router.add_get("/status", self.status_page)
+        web_app.router.add_get("/status.json", self.status_json)
         self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.address.host, self.address.port,
@@ -80,3 +86,10 @@ class HTTPServer:
             await self.workers.refresh()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status_page(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.status.page(), content_type="text/html",
+                            charset="utf-8")
+
+    async def status_json(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.status.json(), content_type="application/json")
