@@ -7,7 +7,8 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # command:debian-package pairs the tests (and benchmarks) run for real
-TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf ps:procps dnsdist:dnsdist
+TEST_TOOLS := dig:bind9-dnsutils unbound:unbound knotd:knot dnsperf:dnsperf ps:procps dnsdist:dnsdist \
+              prometheus:prometheus promtool:prometheus chromium:chromium
 BENCH_TOOLS := dnsperf:dnsperf knotd:knot taskset:util-linux
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT        := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -18,6 +19,7 @@ path_words := $(subst :, ,$(PATH))
 export PATH := $(PATH)$(if $(filter /usr/sbin,$(path_words)),,:/usr/sbin)$(if $(filter /sbin,$(path_words)),,:/sbin)
 
 .PHONY: run test lint typecheck unit tools bench-tools bench bench-resolver bench-kube soak fuzz image image-test lock clean
+.PHONY: dashboard dashboard-check status-screenshot
 
 # Debian's python3 makes venvs only with python3-venv (ensurepip): installed when missing.
 $(STAMP): pyproject.toml
@@ -117,6 +119,28 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	  $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	  --all-build-deps --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 	  --output-file requirements/image.lock pyproject.toml
+
+# The Grafana dashboard (helm/mcdns/files/mcdns-dashboard.json, linked from config/grafana/)
+# is written by config/grafana/dashboard.py with grafana-foundation-sdk, pinned here and
+# installed in a virtualenv of its own (the SDK is not a dependency of mcdns or its tests).
+# dashboard-check fails when the JSON is not what the script writes (tests/test_prometheus.py).
+DASHBOARD_VENV := build/dashboard-venv
+DASHBOARD_SDK  := grafana-foundation-sdk==1769699379!11.6.0
+$(DASHBOARD_VENV)/.installed:
+	$(PYTHON) -m venv $(DASHBOARD_VENV)
+	$(DASHBOARD_VENV)/bin/pip install --quiet '$(DASHBOARD_SDK)'
+	touch $@
+
+dashboard: $(DASHBOARD_VENV)/.installed
+	$(DASHBOARD_VENV)/bin/python config/grafana/dashboard.py
+
+dashboard-check: $(DASHBOARD_VENV)/.installed
+	$(DASHBOARD_VENV)/bin/python config/grafana/dashboard.py --check
+
+# docs/images/status.png, the README's screenshot of /status: headless chromium on a live
+# mcdns serving the demo state (the scenario of tests/test_status.py).
+status-screenshot: $(TEST_STAMP) tools
+	$(BIN)/python tests/test_status.py --screenshot docs/images/status.png
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
