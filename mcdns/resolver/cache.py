@@ -96,6 +96,11 @@ class Entry:
     def rcode(self) -> int:
         return self.flags & 0x000F
 
+    @property
+    def denial(self) -> bool:
+        """NXDOMAIN, or NOERROR without answers (NODATA): CoreDNS's "denial" cache type."""
+        return self.rcode == RCODE_NXDOMAIN or self.template[6:8] == b"\x00\x00"
+
     def render(
         self, query: bytes, qend: int, now: float, payload: int, tcp: bool, max_udp: int
     ) -> bytes:
@@ -208,15 +213,19 @@ def _repack_without_opt(reply: bytes) -> bytes:
 
 
 class AnswerCache(TLRUCache[bytes, Entry]):
-    """A TLRU cache of entries that counts its evictions."""
+    """A TLRU cache of entries that counts its evictions (``denial_evictions`` of them of
+    NXDOMAIN or NODATA entries)."""
 
     def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
         super().__init__(maxsize, ttu=_stale_until, timer=clock)
         self.evictions = 0
+        self.denial_evictions = 0
 
     def popitem(self) -> tuple[bytes, Entry]:
         item = super().popitem()
         self.evictions += 1
+        if item[1].denial:
+            self.denial_evictions += 1
         return item
 
     def stored(self) -> list[Entry]:

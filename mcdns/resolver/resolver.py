@@ -47,6 +47,9 @@ class CacheStats:
     entry served at once because every upstream is failing) or ``misses`` (forwarded).
     ``stale_served`` counts every stale answer, those served after a miss whose upstreams
     all failed included; ``coalesced`` the misses that joined an exchange in flight.
+    ``denial_hits`` are the hits on NXDOMAIN or NODATA entries (CoreDNS's "denial" type).
+    ``broken`` counts the questions forwarded while every upstream was inside its penalty,
+    ``rejected`` the misses dropped because ``MAX_INFLIGHT`` questions were in flight.
     """
 
     hits: int = 0
@@ -54,6 +57,9 @@ class CacheStats:
     misses: int = 0
     stale_served: int = 0
     coalesced: int = 0
+    denial_hits: int = 0
+    broken: int = 0
+    rejected: int = 0
 
 
 class Resolver:
@@ -119,6 +125,8 @@ class Resolver:
             now = self._clock()
             if now < entry.expires:
                 self.stats.hits += 1
+                if entry.denial:
+                    self.stats.denial_hits += 1
                 return entry.render(wire_q, qend, now, payload, tcp, self._max_udp)
             if self._all_failing():  # RFC 8767 failure recheck: do not wait on dead upstreams
                 self.stats.stale_hits += 1
@@ -133,6 +141,7 @@ class Resolver:
         task = self._inflight.get(key)
         if task is None:
             if len(self._inflight) >= MAX_INFLIGHT:
+                self.stats.rejected += 1
                 return None
             task = asyncio.ensure_future(self._fetch(qkey, key, do))
             self._inflight[key] = task
@@ -163,6 +172,8 @@ class Resolver:
     async def _fetch(self, qkey: bytes, key: bytes, do: bool) -> Entry | None:
         """Ask the upstreams in turn; cache and return the first usable reply (None: none)."""
         qend = 12 + len(qkey)
+        if self._all_failing():
+            self.stats.broken += 1
         for up in self._order():
             try:
                 reply = await exchange(up, qkey, do, self.cfg.upstream_timeout)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcdns.config import Config, HostPort
-from mcdns.histogram import Histogram
+from mcdns.histogram import TIME_BUCKETS, Histogram
 from mcdns.resolver import wire
 from mcdns.resolver.netinfo import local_addresses
 
@@ -49,6 +49,15 @@ class UpstreamStats:
     """Datagrams ignored because their ID or question did not match."""
     duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
     """Seconds per exchange, failed ones included."""
+    replies: dict[int, Histogram] = field(default_factory=dict)
+    """Seconds per exchange that got a reply, by its rcode (CoreDNS's buckets and shape:
+    ``proxy_request_duration_seconds``)."""
+
+    def replied(self, rcode: int, seconds: float) -> None:
+        h = self.replies.get(rcode)
+        if h is None:
+            h = self.replies[rcode] = Histogram(TIME_BUCKETS)
+        h.observe(seconds)
 
 
 @dataclass
@@ -129,7 +138,9 @@ async def exchange(up: Upstream, qkey: bytes, do: bool, timeout: float) -> bytes
         up.stats.errors += 1
         raise UpstreamError(f"{up.name}: {e}") from None
     finally:
-        up.stats.duration.observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        up.stats.duration.observe(took)
+    up.stats.replied(reply[3] & 0x0F, took)  # the rcode
     return reply
 
 
