@@ -28,7 +28,7 @@ CHART = ROOT / "helm" / "mcdns"
 RELEASE = "dns"
 NAMESPACE = "mcdns-system"
 KUBE_VERSION: str = kv.latest_version()
-CRD_KINDS = {"ServiceMonitor"}  # no schema in kubernetes-validate: checked by hand below
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # no schema in kubernetes-validate: by hand
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -62,6 +62,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "resolver-namespaces": {
         "config": {"role": "resolver", "upstreams": ["10.0.0.10"], "namespaces": ["shop", "web"]},
+    },
+    "observability": {
+        "metrics": {"serviceMonitor": {"enabled": True},
+                    "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+                    "dashboard": {"enabled": True, "annotations": {"grafana_folder": "DNS"}}},
     },
 }
 
@@ -290,8 +295,55 @@ def test_service_monitor(chart: Any) -> None:
     assert not by_kind(objects(render(chart, {})), "ServiceMonitor")
 
 
+RULE_KEYS = {"alert", "expr", "for", "labels", "annotations"}
+
+
+def test_prometheus_rule_is_the_rules_file(chart: Any) -> None:
+    """The PrometheusRule carries files/mcdns-rules.yaml, its job="mcdns" made the job
+    prometheus-operator gives the ServiceMonitor's targets: the Service's name."""
+    objs = objects(render(chart, VALUE_SETS["observability"]))
+    rule = one(objs, "PrometheusRule")
+    svc = one(objs, "Service")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    assert set(rule["spec"]) == {"groups"}
+    source = (CHART / "files" / "mcdns-rules.yaml").read_text(encoding="utf-8")
+    job = svc["metadata"]["name"]
+    expected = yaml.safe_load(source.replace('job="mcdns"', f'job="{job}"'))["groups"]
+    assert rule["spec"]["groups"] == expected
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for r in group["rules"]:
+            assert set(r) <= RULE_KEYS and {"alert", "expr", "labels", "annotations"} <= set(r)
+            assert r["labels"]["severity"] in {"critical", "warning"}
+            assert {"summary", "description", "runbook_url"} <= set(r["annotations"])
+            assert re.fullmatch(r"[0-9]+[smh]", r.get("for", "0m"))
+            assert "mcdns" not in re.findall(r'job="([^"]*)"', r["expr"])
+    exprs = " ".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+    assert f'up{{job="{job}"}}' in exprs
+    custom = {"metrics": {"prometheusRule": {"enabled": True, "job": "kube-dns"}}}
+    exprs = str(one(objects(render(chart, custom)), "PrometheusRule")["spec"])
+    assert 'up{job="kube-dns"}' in exprs and job not in exprs
+    assert not by_kind(objects(render(chart, {})), "PrometheusRule")
+
+
+def test_dashboard_configmap_is_the_dashboard(chart: Any) -> None:
+    objs = objects(render(chart, VALUE_SETS["observability"]))
+    (cm,) = [o for o in by_kind(objs, "ConfigMap") if "mcdns.yaml" not in o["data"]]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "DNS"}
+    assert list(cm["data"]) == ["mcdns-dashboard.json"]
+    source = (CHART / "files" / "mcdns-dashboard.json").read_text(encoding="utf-8")
+    assert json.loads(cm["data"]["mcdns-dashboard.json"]) == json.loads(source)
+    assert len(by_kind(objects(render(chart, {})), "ConfigMap")) == 1
+
+
 def config_text(chart: Any, values: dict[str, Any]) -> str:
-    text: str = one(objects(render(chart, values)), "ConfigMap")["data"]["mcdns.yaml"]
+    (config,) = [o for o in by_kind(objects(render(chart, values)), "ConfigMap")
+                 if "mcdns.yaml" in o["data"]]  # (the dashboard has one of its own)
+    text: str = config["data"]["mcdns.yaml"]
     return text
 
 
