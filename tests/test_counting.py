@@ -33,7 +33,10 @@ def metrics(srv: Running) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def sample(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
            **labels: str) -> float:
-    return m.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of ``name``'s series whose labels include ``labels`` (CoreDNS's label sets
+    add ``server`` and ``family`` to the ones asked for here)."""
+    return sum(v for (n, ls), v in m.items()
+               if n == name and all(dict(ls).get(k) == want for k, want in labels.items()))
 
 
 def ask_with_cookie(srv: Running, name: str) -> dns.message.Message:
@@ -51,7 +54,7 @@ def test_answer_off_the_hot_path_counts_under_its_decision() -> None:
         after = metrics(srv)
     assert (sample(after, "mcdns_answers_total", decision="local")
             - sample(before, "mcdns_answers_total", decision="local")) == 3
-    key = {"zone": "cluster.local", "proto": "udp", "type": "A"}
+    key = {"zone": "cluster.local.", "proto": "udp", "type": "A"}  # with its dot, as CoreDNS
     assert (sample(after, "mcdns_dns_requests_total", **key)
             - sample(before, "mcdns_dns_requests_total", **key)) == 3
 
@@ -72,6 +75,11 @@ def test_forwarded_answer_counts_once(knot: Knot) -> None:
             reply = ask_with_cookie(srv, f"www.{ZONE}.")
             assert reply.answer
         after = metrics(srv)
-    key = {"zone": "other", "proto": "udp", "type": "A"}
+    key = {"zone": ".", "proto": "udp", "type": "A"}  # outside the zones: ".", as CoreDNS's root
     assert (sample(after, "mcdns_dns_requests_total", **key)
             - sample(before, "mcdns_dns_requests_total", **key)) == 2
+    # forwarded, then from the cache: written by forward, then by the cache
+    for plugin in ("forward", "cache"):
+        at = {"zone": ".", "rcode": "NOERROR", "plugin": plugin}
+        assert (sample(after, "mcdns_dns_responses_total", **at)
+                - sample(before, "mcdns_dns_responses_total", **at)) == 1, plugin

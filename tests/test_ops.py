@@ -76,7 +76,10 @@ class Probe:
 
 def m(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
       **labels: str) -> float:
-    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of ``name``'s series whose labels include ``labels`` (CoreDNS's label sets
+    add ``server`` and ``family``; the cache's add ``type`` success/denial)."""
+    return sum(v for (n, ls), v in metrics.items()
+               if n == name and all(dict(ls).get(k) == want for k, want in labels.items()))
 
 
 def test_ready_health_and_every_metric_moving(tmp_path: Path,
@@ -111,9 +114,10 @@ def test_ready_health_and_every_metric_moving(tmp_path: Path,
             assert await p.ask() == [LOCAL_IP]
             m1 = await p.metrics()
             assert m(m1, "mcdns_kube_synced", resource="services") == 1
-            assert m(m1, "mcdns_dns_requests_total", zone="cluster.local", proto="udp",
+            # zones with their trailing dot, as CoreDNS writes them
+            assert m(m1, "mcdns_dns_requests_total", zone="cluster.local.", proto="udp",
                      type="A") >= 1
-            assert m(m1, "mcdns_dns_responses_total", zone="cluster.local",
+            assert m(m1, "mcdns_dns_responses_total", zone="cluster.local.",
                      rcode="NOERROR") >= 1
             assert m(m1, "mcdns_answers_total", decision="local") >= 1
             assert m(m1, "mcdns_services", state="healthy") == 1
@@ -143,7 +147,7 @@ def test_ready_health_and_every_metric_moving(tmp_path: Path,
             # an NXDOMAIN counts under its rcode
             await p.ask("nope.default.svc.cluster.local.")
             m3 = await p.metrics()
-            assert m(m3, "mcdns_dns_responses_total", zone="cluster.local",
+            assert m(m3, "mcdns_dns_responses_total", zone="cluster.local.",
                      rcode="NXDOMAIN") >= 1
             # cut the watches: restarts are counted
             restarts = sum(v for (n, _), v in m3.items()
@@ -168,8 +172,9 @@ def test_metrics_off_counts_nothing_on_the_query_path(tmp_path: Path) -> None:
             p = Probe(app, session)
             assert await p.ask() == [IMPORT_IP]
             metrics = await p.metrics()
-            assert m(metrics, "mcdns_dns_requests_total", zone="cluster.local", proto="udp",
+            assert m(metrics, "mcdns_dns_requests_total", zone="cluster.local.", proto="udp",
                      type="A") == 0
+            assert m(metrics, "mcdns_dns_requests_total") == 0  # nothing at all
             assert m(metrics, "mcdns_services", state="fallback") == 1
             assert app.handler.stats is None
 
@@ -314,8 +319,19 @@ def test_resolver_metrics_move() -> None:
                      upstream=f"127.0.0.1:{dead}") >= 1
             assert m(metrics, "mcdns_upstream_duration_seconds_count",
                      upstream=knot.address) >= 2
-            assert m(metrics, "mcdns_dns_requests_total", zone="other", proto="udp",
+            # names outside the zones: ".", as CoreDNS's root zone
+            assert m(metrics, "mcdns_dns_requests_total", zone=".", proto="udp",
                      type="A") >= 3
+            # CoreDNS's cache and forward families beside mcdns's own
+            assert m(metrics, "mcdns_cache_hits_total", type="success", zones=".") >= 1
+            assert m(metrics, "mcdns_cache_requests_total") == m(
+                metrics, "mcdns_cache_hits_total") + m(metrics, "mcdns_cache_misses_total")
+            assert m(metrics, "mcdns_proxy_request_duration_seconds_count",
+                     proxy_name="forward", to=knot.address, rcode="NOERROR") >= 1
+            assert m(metrics, "mcdns_proxy_request_duration_seconds_count",
+                     proxy_name="forward", to=knot.address) >= 2  # www, then mail
+            assert m(metrics, "mcdns_proxy_healthcheck_failures_total",
+                     to=f"127.0.0.1:{dead}") >= 1
 
     needs("knotd")
     needs("knotc")
@@ -377,13 +393,16 @@ def test_resolver_stale_and_coalesced_metrics_move() -> None:
                 metrics = await p.metrics()
                 await res.close()
             assert m(metrics, "mcdns_cache_coalesced_total") == 4
-            assert m(metrics, "mcdns_cache_stale_served_total") == 2
+            # CoreDNS's name for it (was mcdns_cache_stale_served_total)
+            assert m(metrics, "mcdns_cache_served_stale_total") == 2
             hits, misses, stale_hits = (m(metrics, f"mcdns_cache_{k}_total")
                                         for k in ("hits", "misses", "stale_hits"))
             assert (hits, misses, stale_hits) == (1, 6, 1)
-            lookups = sum(v for (metric, labels), v in metrics.items()
-                          if metric == "mcdns_dns_requests_total" and ("zone", "other") in labels)
+            lookups = sum(v for (metric, labels), v in metrics.items()  # zone ".": outside
+                          if metric == "mcdns_dns_requests_total" and ("zone", ".") in labels)
             assert lookups == 8 == hits + misses + stale_hits
+            assert m(metrics, "mcdns_cache_requests_total") == lookups
+            assert m(metrics, "mcdns_proxy_healthcheck_failures_total") == 1  # the timeout
         finally:
             transport.close()
 

@@ -102,16 +102,16 @@ class Server:
             return e.code, e.read().decode()
 
     def metric(self, name: str, **labels: str) -> float:
+        """The sum of ``name``'s series whose labels include ``labels`` (CoreDNS's label
+        sets add ``server`` and ``family`` to the ones asked for here)."""
         status, text = self.get("/metrics")
         assert status == 200
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == name and s.labels == labels:
-                    return s.value
-        return 0.0
+        return sum(s.value for fam in text_string_to_metric_families(text)
+                   for s in fam.samples if s.name == name
+                   and all(s.labels.get(k) == want for k, want in labels.items()))
 
-    def requests(self) -> float:
-        return self.metric("mcdns_dns_requests_total", zone="cluster.local", proto="udp",
+    def requests(self) -> float:  # the zone with its trailing dot, as CoreDNS writes it
+        return self.metric("mcdns_dns_requests_total", zone="cluster.local.", proto="udp",
                            type="A")
 
     def ask(self, n: int) -> int:
@@ -231,6 +231,17 @@ def test_metrics_count_every_workers_queries_exactly_even_after_one_died(
         assert srv.requests() == after + 100
         assert srv.metric("mcdns_dns_request_duration_seconds_count") >= after + 100
         assert srv.metric("mcdns_workers") == 3
+        # CPU is every process's (a counter, summed); memory the first process's (a gauge)
+        first_cpu, first_rss = _cpu_and_rss(srv.proc.pid)
+        assert srv.metric("process_cpu_seconds_total") > first_cpu + 0.1
+        assert srv.metric("process_resident_memory_bytes") < 1.5 * first_rss
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, int]:
+    """A process's CPU seconds (user + system) and resident bytes, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu, int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_sigterm_reaches_every_worker_and_leaves_no_process(tmp_path: Path) -> None:

@@ -1,17 +1,29 @@
-"""The query counters: metrics label combinations as small ints.
+"""The query counters: metrics label combinations as small ints, and one flat list of counts.
 
-Every compiled answer carries its (UDP, TCP) counter index, so counting a query on the
-hot path is one list increment. The table owns the registry (it hands the indices to
-the answers it encodes); the handler counts into ``counts``; the metrics collector
-reads ``totals()`` at scrape time. Bounded: zones x counted types x rcodes x decision
-tags x protocols.
+Every compiled answer carries its (UDP, TCP) slot, so counting a query on the hot path
+is a few list increments at fixed offsets from the slot's base, no objects, no calls.
+The table owns the registry (it hands the slots to the answers it encodes); the handler
+counts into ``data``; the metrics collector reads ``blocks()`` at scrape time.
+
+One slot is (zone index, qtype, rcode, tag, TCP). Its block in ``data`` holds, for each
+address family of the client (IPv4 first, then IPv6, ``FAMILY`` apart):
+
+- ``GRID`` counts by request size bucket x response size bucket (CoreDNS's size buckets;
+  a query is one count, so the block's requests are the grid's sum);
+- the request and the response bytes (``Q_BYTES``, ``R_BYTES``: the histograms' sums);
+- ``LAT_SLOTS`` counts by time to answer (CoreDNS's time buckets) and their sum in ns;
+  the first bucket's count is left at 0: it is the grid's sum minus the others' (nearly
+  every answer takes less than its 250 us, and so costs no increment here).
+
+Bounded: zones x counted types x rcodes x tags x protocols, times two families.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 
-from mcdns.proto import TYPE_NAMES
+from mcdns.histogram import SIZE_INDEX, SIZE_ROW, SIZE_SLOTS, TIME_BUCKETS_NS, TIME_FIRST_NS
 
 SlotKey = tuple[int, int, int, int, bool]
 """Zone index (-1: outside every zone), qtype (0: other), rcode, tag, over TCP."""
@@ -19,26 +31,47 @@ SlotKey = tuple[int, int, int, int, bool]
 TAG_NONE, TAG_LOCAL, TAG_IMPORT, TAG_DEGRADED = 0, 1, 2, 3
 """What a service name's answer is, for ``mcdns_answers_total{decision=...}``."""
 TAG_NAMES = {TAG_LOCAL: "local", TAG_IMPORT: "import", TAG_DEGRADED: "degraded"}
+TAG_CACHE, TAG_FORWARD, TAG_SERVER, TAG_CHAOS = 4, 5, 6, 7
+"""Answers not from the table: the resolver's cache, its upstreams, the server itself
+(errors, refusals: CoreDNS's empty ``plugin``) and the CHAOS class names."""
+PLUGINS = {TAG_NONE: "mcdns", TAG_LOCAL: "mcdns", TAG_IMPORT: "mcdns", TAG_DEGRADED: "mcdns",
+           TAG_CACHE: "cache", TAG_FORWARD: "forward", TAG_SERVER: "", TAG_CHAOS: "chaos"}
+"""A tag's ``plugin`` label of ``mcdns_dns_responses_total``: what wrote the answer."""
 
-COUNTED_TYPES = frozenset(TYPE_NAMES)  # types that get their own label; others are 0
+QTYPE_LABELS = {1: "A", 28: "AAAA", 5: "CNAME", 48: "DNSKEY", 43: "DS", 15: "MX", 50: "NSEC3",
+                47: "NSEC", 2: "NS", 12: "PTR", 46: "RRSIG", 6: "SOA", 33: "SRV", 16: "TXT",
+                65: "HTTPS", 64: "SVCB", 251: "IXFR", 252: "AXFR", 255: "ANY"}
+"""The ``type`` label: CoreDNS's fixed list (plugin/metrics/vars/monitor.go); others
+count as 0, "other"."""
+COUNTED_TYPES = frozenset(QTYPE_LABELS)
+
+GRID = SIZE_SLOTS * SIZE_SLOTS
+Q_BYTES, R_BYTES = GRID, GRID + 1
+LAT = GRID + 2
+LAT_SLOTS = len(TIME_BUCKETS_NS) + 1  # +Inf last
+LAT_NS = LAT + LAT_SLOTS
+FAMILY = LAT_NS + 1  # from a block's IPv4 counts to its IPv6 ones
+WIDTH = 2 * FAMILY  # a slot's block
 
 
 class Slots:
-    """Label combinations -> counter index, and the counters themselves."""
+    """Label combinations -> slot (the offset of its block in ``data``), and the counts."""
 
     def __init__(self) -> None:
         self.index: dict[SlotKey, int] = {}
         self.labels: list[SlotKey] = []
-        self.counts: list[int] = []
+        self.data: list[int] = []
+        self.panics = 0
+        """Exceptions caught while answering (the answer was SERVFAIL)."""
         self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
 
     def slot(self, zone: int, qtype: int, rcode: int, tag: int, tcp: bool) -> int:
         key = (zone, qtype if qtype in COUNTED_TYPES else 0, rcode & 0x0F, tag, tcp)
         i = self.index.get(key)
         if i is None:
-            i = self.index[key] = len(self.labels)
+            i = self.index[key] = len(self.labels) * WIDTH
             self.labels.append(key)
-            self.counts.append(0)
+            self.data.extend([0] * WIDTH)  # in place: the handler holds this list
         return i
 
     def pair(self, zone: int, qtype: int, rcode: int, tag: int) -> tuple[int, int]:
@@ -47,9 +80,35 @@ class Slots:
                 self.slot(zone, qtype, rcode, tag, True))
         return self._pairs.setdefault(pair, pair)
 
+    def key(self, slot: int) -> SlotKey:
+        return self.labels[slot // WIDTH]
 
-    def totals(self) -> Iterator[tuple[SlotKey, int]]:
-        """(labels, count) of every combination counted at least once."""
-        for key, n in zip(list(self.labels), list(self.counts), strict=False):
-            if n:
-                yield key, n
+    def record(self, slot: int, v6: bool, qsize: int, rsize: int, ns: int) -> None:
+        """Count one answer off the hot path (which does the same inline): its sizes in
+        octets and the nanoseconds it took."""
+        d = self.data
+        b = slot + FAMILY if v6 else slot
+        d[b + SIZE_ROW[qsize] + SIZE_INDEX[rsize]] += 1
+        d[b + Q_BYTES] += qsize
+        d[b + R_BYTES] += rsize
+        d[b + LAT_NS] += ns
+        if ns > TIME_FIRST_NS:
+            d[b + LAT + lat_bucket(ns)] += 1
+
+    def blocks(self) -> Iterator[tuple[SlotKey, bool, list[int]]]:
+        """(labels, IPv6, block) of every combination and family counted at least once;
+        each block is a copy, ``FAMILY`` long, its first time bucket filled in."""
+        data = list(self.data)
+        for n, key in enumerate(list(self.labels)):
+            for v6 in (False, True):
+                b = n * WIDTH + (FAMILY if v6 else 0)
+                block = data[b:b + FAMILY]
+                answers = sum(block[:GRID])
+                if answers:
+                    block[LAT] = answers - sum(block[LAT + 1:LAT + LAT_SLOTS])
+                    yield key, v6, block
+
+
+def lat_bucket(ns: int) -> int:
+    """The time bucket of ``ns`` nanoseconds (the last one is +Inf)."""
+    return bisect_left(TIME_BUCKETS_NS, ns)

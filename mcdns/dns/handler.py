@@ -20,6 +20,7 @@ import socket
 import struct
 from collections.abc import Awaitable
 from enum import Enum
+from time import perf_counter_ns as _clock
 from typing import Final, Protocol
 
 from mcdns import __version__
@@ -28,12 +29,25 @@ from mcdns.answers.compiler import Compiler
 from mcdns.answers.entry import Entry, make_entry
 from mcdns.answers.explain import explain
 from mcdns.answers.rdata import name_text, name_wire
-from mcdns.answers.slots import TAG_NONE
+from mcdns.answers.slots import (
+    FAMILY,
+    LAT,
+    LAT_NS,
+    Q_BYTES,
+    R_BYTES,
+    TAG_CACHE,
+    TAG_CHAOS,
+    TAG_FORWARD,
+    TAG_NONE,
+    TAG_SERVER,
+    lat_bucket,
+)
 from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX
 from mcdns.answers.zone import Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
 from mcdns.dns.hooks import Response
+from mcdns.histogram import SIZE_INDEX, SIZE_ROW, TIME_FIRST_NS
 from mcdns.proto import (
     CLASS_ANY,
     CLASS_CH,
@@ -77,6 +91,9 @@ FORWARD: Final = Route.FORWARD
 REFUSED: Final = Route.REFUSED
 NOT_SYNCED: Final = Route.NOT_SYNCED
 NOT_PLAIN: Final = Route.NOT_PLAIN
+COUNTED, SERVER, CHAOS = -1, -2, -3
+"""What the full path says of its answer besides a slot: counted already (forwarded) or
+nothing to count; to count under the server itself (errors, refusals); a CHAOS answer."""
 
 
 class Forwarder(Protocol):
@@ -93,7 +110,8 @@ class Handler:
     def __init__(self, cfg: Config, compiler: Compiler, forwarder: Forwarder | None = None,
                  count: bool = False) -> None:
         """``count``: count every answer in the table's query counters (``slots``), by
-        the label slots stored answers carry."""
+        the label slots stored answers carry, with its sizes and the time it took (from
+        here to the answer; forwarded ones until the upstream's reply is ready)."""
         self.cfg = cfg
         self.compiler = compiler
         self.table = compiler.table
@@ -105,7 +123,10 @@ class Handler:
         self._negatives = self.table.negative_cache
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
-        self.stats: list[int] | None = self.table.slots.counts if count else None
+        self.slots = self.table.slots
+        self.stats: list[int] | None = self.slots.data if count else None
+        families = {":" in hp.host for hp in cfg.listen}  # the offset of the clients' family
+        self._fam = -1 if len(families) > 1 else FAMILY if True in families else 0  # -1: ask
 
     def reconfigure(self, cfg: Config) -> None:
         """Take the settings the query path reads from a (reloaded) config."""
@@ -126,6 +147,8 @@ class Handler:
         n = len(wire)
         if n < 12:
             return None
+        st = self.stats
+        t0 = _clock() if st is not None else 0
         fwd = self.forwarder
         if (wire[2] & 0xF8) == 0 and (fwd is None or fwd.allowed(peer)):
             # A query with one question, as sent (names are stored in lower case, so a
@@ -149,7 +172,7 @@ class Handler:
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
                     if e is None and key in self._outside:  # the third memo: forward
-                        return self._forward(wire, key, tcp)
+                        return self._forward(wire, key, tcp, peer, t0)
                     if e is None and wire[qend + 2:qend + 4] == _IN:
                         try:
                             got = self._resolve(name, key, (wire[qend] << 8) | wire[qend + 1],
@@ -157,35 +180,44 @@ class Handler:
                         except Exception:  # the full path answers SERVFAIL, and logs
                             got = None
                         if got is FORWARD:
-                            return self._forward(wire, key, tcp)
+                            return self._forward(wire, key, tcp, peer, t0)
                         if type(got) is Entry:
                             e = got
                 if e is not None:
                     if not edns:
-                        if qend + e.tail <= (TCP_MAX if tcp else UDP_MIN):
-                            st = self.stats
-                            if st is not None:
-                                st[e.slots[tcp]] += 1
-                            return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
-                                                       | self._ra4] + question + e.body)
+                        size = qend + e.tail
+                        fits = size <= (TCP_MAX if tcp else UDP_MIN)
                     else:
                         size = qend + e.tail + 11
-                        if size <= UDP_MIN or (size <= TCP_MAX if tcp else size <= min(
-                                max(UDP_MIN, (wire[qend + 7] << 8) | wire[qend + 8]),
-                                self.max_udp)):
-                            st = self.stats
-                            if st is not None:
-                                st[e.slots[tcp]] += 1
-                            return (wire[:2] + e.heads_edns[(wire[2] & 1)
-                                                            | ((wire[3] & 0x10) >> 3) | self._ra4]
-                                    + question + e.body + self._opt[wire[qend + 11] >> 7])
+                        fits = size <= UDP_MIN or (size <= TCP_MAX if tcp else size <= min(
+                            max(UDP_MIN, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp))
+                    if fits:
+                        if st is not None:  # Slots.record's steps, inline: sizes, then time
+                            b = self._fam
+                            b = e.slots[tcp] + (b if b >= 0 else FAMILY if ":" in peer else 0)
+                            st[b + SIZE_ROW[n] + SIZE_INDEX[size]] += 1
+                            st[b + Q_BYTES] += n
+                            st[b + R_BYTES] += size
+                            t0 = _clock() - t0
+                            st[b + LAT_NS] += t0
+                            if t0 > TIME_FIRST_NS:  # the first bucket is counted by the grid
+                                st[b + LAT + lat_bucket(t0)] += 1
+                        if not edns:
+                            return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
+                                                       | self._ra4] + question + e.body)
+                        return (wire[:2] + e.heads_edns[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
+                                                        | self._ra4]
+                                + question + e.body + self._opt[wire[qend + 11] >> 7])
         try:
-            resp, counted = self._full(wire, peer, tcp)
-        except Exception:
+            resp, slot = self._full(wire, peer, tcp, t0)
+        except Exception:  # mcdns_panics_total: a bug, answered SERVFAIL
             log.exception("error answering a query; SERVFAIL")
-            resp, counted = w.header_only(wire, RCODE_SERVFAIL, self.ra), False
-        if self.stats is not None and not counted and type(resp) is bytes:
-            self.count(resp, tcp)
+            self.slots.panics += 1
+            resp, slot = w.header_only(wire, RCODE_SERVFAIL, self.ra), SERVER
+        if st is not None and slot != COUNTED and type(resp) is bytes:
+            if slot < 0:
+                slot = self._slot_of(resp, tcp, TAG_CHAOS if slot == CHAOS else TAG_SERVER)
+            self.slots.record(slot, ":" in peer, n, len(resp), _clock() - t0)
         return resp
 
     # ---- what a name answers: the one decision, for both paths --------------------------
@@ -258,41 +290,40 @@ class Handler:
 
     def _retyped(self, e: Entry, qtype: int) -> Entry:
         """``e`` counted under ``qtype`` (a CNAME's answer serves every type)."""
-        slots = self.table.slots
-        zi, _, rcode, tag, _ = slots.labels[e.slots[0]]
+        slots = self.slots
+        zi, _, rcode, tag, _ = slots.key(e.slots[0])
         pair = slots.pair(zi, qtype, rcode, tag)
         return e if pair == e.slots else dataclasses.replace(e, slots=pair)
 
     # ---- everything the hot path does not answer ----------------------------------------
 
-    def _full(self, wire: bytes, peer: str, tcp: bool) -> tuple[Response, bool]:
-        """Parse the whole message and answer it: (response, whether it was counted)."""
+    def _full(self, wire: bytes, peer: str, tcp: bool, t0: int) -> tuple[Response, int]:
+        """Parse the whole message and answer it: (response, the slot to count it in, or
+        COUNTED, SERVER, CHAOS)."""
         q = w.parse(wire)
         if q is None:
-            return None, False
+            return None, COUNTED
         if q.error in (RCODE_FORMERR, RCODE_NOTIMP):
-            return w.header_only(wire, q.error, self.ra), False
+            return w.header_only(wire, q.error, self.ra), SERVER
         if q.error == RCODE_BADVERS:
-            return self._respond(q, tcp, RCODE_NOERROR, b"\x00" * 6, b"", ext_rcode=1), False
+            return self._respond(q, tcp, RCODE_NOERROR, b"\x00" * 6, b"", ext_rcode=1), SERVER
         if self.forwarder is not None and not self.forwarder.allowed(peer):
-            return self._refused(q, tcp), False
+            return self._refused(q, tcp), SERVER
         if q.qclass == CLASS_CH:
-            return self._chaos(q, tcp), False
+            return self._chaos(q, tcp), CHAOS
         got = self._resolve(q.name, q.name + struct.pack(">HH", q.qtype, CLASS_IN), q.qtype,
                             q.qclass)
         if type(got) is Entry:
-            return self._entry(q, tcp, got), True
+            return self._entry(q, tcp, got)
         if got is FORWARD:
-            return self._forward(wire, q.key, tcp), True
+            return self._forward(wire, q.key, tcp, peer, t0), COUNTED
         if got is NOT_SYNCED:  # no data yet: a resolver should try again, not cache
-            return self._respond(q, tcp, RCODE_SERVFAIL, b"\x00" * 6, b"", aa=False), False
-        return self._refused(q, tcp), False
+            return self._respond(q, tcp, RCODE_SERVFAIL, b"\x00" * 6, b"", aa=False), SERVER
+        return self._refused(q, tcp), SERVER
 
-    def count(self, resp: bytes, tcp: bool) -> None:
-        """Count a response that carries no stored answer, reading zone, type and rcode
+    def _slot_of(self, resp: bytes, tcp: bool, tag: int) -> int:
+        """The slot of a response that carries no stored answer: zone, type and rcode read
         from it."""
-        st = self.stats
-        assert st is not None
         zi, qtype = -1, 0
         if resp[4:6] == b"\x00\x01":
             end = resp.find(0, 12) + 1
@@ -300,30 +331,31 @@ class Handler:
                 qtype = int.from_bytes(resp[end:end + 2], "big")
                 zone = self.table.zone_of(resp[12:end].lower())
                 zi = zone.index if zone is not None and zone.claimed else -1
-        st[self.table.slots.slot(zi, qtype, resp[3] & 0x0F, TAG_NONE, tcp)] += 1
+        return self.slots.slot(zi, qtype, resp[3] & 0x0F, tag, tcp)
 
-    def _forward(self, wire: bytes, qkey: bytes, tcp: bool) -> Response:
+    def _forward(self, wire: bytes, qkey: bytes, tcp: bool, peer: str, t0: int) -> Response:
         """Hand a query for a name outside the zones to the forwarder; count the answer
-        under zone "other" (the type is the last 4 bytes of the key but one)."""
+        under zone "." (the type is the last 4 bytes of the key but one), written by the
+        cache when it came at once, else by forwarding."""
         assert self.forwarder is not None
         resp = self.forwarder.answer(wire, qkey, tcp)
         if self.stats is None:
             return resp
-        qtype = (qkey[-4] << 8) | qkey[-3]
         if type(resp) is bytes:
-            self._count_other(qtype, resp[3] & 0x0F, tcp)
+            self._record_outside(TAG_CACHE, wire, qkey, resp, tcp, peer, t0)
             return resp
-        return self._counted(resp, qtype, tcp)  # type: ignore[arg-type]
+        return self._counted(resp, wire, qkey, tcp, peer, t0)  # type: ignore[arg-type]
 
-    def _count_other(self, qtype: int, rcode: int, tcp: bool) -> None:
-        assert self.stats is not None
-        self.stats[self.table.slots.slot(-1, qtype, rcode, TAG_NONE, tcp)] += 1
+    def _record_outside(self, tag: int, wire: bytes, qkey: bytes, resp: bytes, tcp: bool,
+                        peer: str, t0: int) -> None:
+        slot = self.slots.slot(-1, (qkey[-4] << 8) | qkey[-3], resp[3] & 0x0F, tag, tcp)
+        self.slots.record(slot, ":" in peer, len(wire), len(resp), _clock() - t0)
 
-    async def _counted(self, resp: Awaitable[bytes | None], qtype: int, tcp: bool
-                       ) -> bytes | None:
+    async def _counted(self, resp: Awaitable[bytes | None], wire: bytes, qkey: bytes,
+                       tcp: bool, peer: str, t0: int) -> bytes | None:
         data = await resp
         if data is not None:
-            self._count_other(qtype, data[3] & 0x0F, tcp)
+            self._record_outside(TAG_FORWARD, wire, qkey, data, tcp, peer, t0)
         return data
 
     def _respond(self, q: w.Query, tcp: bool, rcode: int, counts: bytes, body: bytes,
@@ -343,17 +375,15 @@ class Handler:
         return (wire[:2] + w.flags(wire, rcode, aa, self.ra)
                 + struct.pack(">HHHH", 1, an, ns, ar + (1 if opt else 0)) + question + body + opt)
 
-    def _entry(self, q: w.Query, tcp: bool, e: Entry) -> bytes:
-        """A stored answer; without its additional section if only that makes it fit
-        (RFC 2181 §9: TC only when the answer itself does not fit)."""
+    def _entry(self, q: w.Query, tcp: bool, e: Entry) -> tuple[bytes, int]:
+        """A stored answer and its slot; without its additional section if only that
+        makes it fit (RFC 2181 §9: TC only when the answer itself does not fit)."""
         limit = w.udp_limit(q, tcp, self.max_udp) - (11 if q.edns else 0)
         if e.size(len(q.name)) > limit:
             minimal = e.minimal()
             if minimal is not None and minimal.size(len(q.name)) <= limit:
                 e = minimal
-        if self.stats is not None:
-            self.stats[e.slots[tcp]] += 1
-        return self._respond(q, tcp, e.rcode, e.counts[2:], e.body)
+        return self._respond(q, tcp, e.rcode, e.counts[2:], e.body), e.slots[tcp]
 
     def _refused(self, q: w.Query, tcp: bool) -> bytes:
         return self._respond(q, tcp, RCODE_REFUSED, b"\x00" * 6, b"", aa=False)
@@ -375,7 +405,7 @@ class Handler:
             return zone.negative_entry(RCODE_NOERROR, qtype)
         rr = rd.rr(QNAME_POINTER, want, self.cfg.ttl, ip.packed)
         return make_entry(RCODE_NOERROR, 1, 0, 0, rr, -1,
-                          self.table.slots.pair(zone.index, qtype, RCODE_NOERROR, TAG_NONE))
+                          self.slots.pair(zone.index, qtype, RCODE_NOERROR, TAG_NONE))
 
     def _chaos(self, q: w.Query, tcp: bool) -> bytes:
         if q.qtype not in (T_TXT, T_ANY):

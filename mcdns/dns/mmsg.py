@@ -6,7 +6,9 @@ was 70% of the server's time (README, "Performance"). Here one readable event dr
 to ``BATCH`` datagrams with one ``recvmmsg``, each is answered by the same handler as
 everywhere else, and the answers leave with one ``sendmmsg``. The reply to datagram *i*
 reuses the address buffer the kernel filled for it, so no address is ever decoded on the
-hot path except the client IP string the handler and rate limiter are given (memoised).
+hot path except the client IP string the handler and rate limiter are given (memoised);
+when neither reads it, the handler is given the unspecified address of the socket's
+family ("0.0.0.0" or "::"), which is all the metrics read of it (the ``family`` label).
 
 Linux only (glibc or musl). ``available()`` says whether it can be used; the listener
 falls back to the asyncio transport otherwise, or when ``udp_batch: false``.
@@ -22,12 +24,10 @@ import errno
 import logging
 import socket
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from mcdns.dns.hooks import HandleFn, RateLimitFn
-from mcdns.histogram import Histogram
 
 log = logging.getLogger("mcdns.dns")
 
@@ -39,7 +39,6 @@ MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)  # the socket, not one answer
-_clock = time.perf_counter
 
 
 class _IOVec(ctypes.Structure):
@@ -83,17 +82,17 @@ class BatchedUDP:
     """One bound UDP socket served in batches; the interface Listeners needs of it."""
 
     def __init__(self, sock: socket.socket, handle: HandleFn, spawn: Callable[[Any], None],
-                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None,
-                 send_slot: int = 4096, needs_peer: bool = True) -> None:
+                 rate_limit: RateLimitFn | None = None, send_slot: int = 4096,
+                 needs_peer: bool = True) -> None:
         assert _libc is not None, "call available() first"
         self.sock = sock
         self.fd = sock.fileno()
         self.handle = handle
         self.needs_peer = needs_peer  # False: the handler ignores the client address
         self.rate_limit = rate_limit
-        self.latency = latency
         self._spawn = spawn
         self._v6 = sock.family == socket.AF_INET6
+        self._anyone = "::" if self._v6 else "0.0.0.0"  # the peer when none is decoded
         self._closed = False
         self._peers: dict[bytes, str] = {}
         self._recv = _libc.recvmmsg
@@ -161,13 +160,11 @@ class BatchedUDP:
         st32, st64 = self._stride32, self._stride64
         len32, namelen32, flags32, name64 = (self._len32, self._namelen32, self._flags32,
                                               self._name64)
-        handle, rate_limit, latency = self.handle, self.rate_limit, self.latency
+        handle, rate_limit = self.handle, self.rate_limit
         slot, nbase = self._send_slot, self._nbase
         peer_of = self._peer if self.needs_peer or rate_limit is not None else None
-        peer = ""
+        peer = self._anyone
         m = 0
-        observe = latency.observe if latency is not None else None
-        last = _clock() if observe is not None else 0.0
         for i in range(n):
             b = i * st32
             if r32[b + flags32] & MSG_TRUNC:
@@ -180,10 +177,6 @@ class BatchedUDP:
             if peer_of is not None:
                 peer = peer_of(i)
             resp = handle(data, peer, False)
-            if observe is not None:  # one clock read per datagram: from the last to this
-                now = _clock()
-                observe(now - last)
-                last = now
             if type(resp) is not bytes:
                 if resp is not None:
                     self._spawn(self._later(cast(Awaitable[bytes | None], resp), self._addr(i)))

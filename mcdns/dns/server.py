@@ -18,7 +18,6 @@ from typing import Any, cast
 from mcdns.config import Config, HostPort
 from mcdns.dns import mmsg
 from mcdns.dns.hooks import HandleFn, RateLimitFn
-from mcdns.histogram import LATENCY_BOUNDS, Histogram, timed
 
 log = logging.getLogger("mcdns.dns")
 
@@ -45,15 +44,11 @@ class ServerState:
 
 class UDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, handle: HandleFn, state: ServerState,
-                 rate_limit: RateLimitFn | None = None, latency: Histogram | None = None
-                 ) -> None:
+                 rate_limit: RateLimitFn | None = None) -> None:
         self.handle = handle
         self.state = state
         self.rate_limit = rate_limit
         self.transport: asyncio.DatagramTransport | None = None
-        if latency is not None:  # time each answer (the rate limiter and send included)
-            self.datagram_received = timed(  # type: ignore[method-assign]
-                self.datagram_received, latency)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -200,10 +195,10 @@ class Listeners:
     def __init__(self, cfg: Config, handle: HandleFn,
                  rate_limit: RateLimitFn | None = None, timed: bool = False,
                  needs_peer: bool = True) -> None:
-        """``timed``: record every answer's time in ``latency`` (the listeners own it;
-        the metrics read it)."""
+        """``timed`` is no longer read: the handler times every answer with its labels
+        (mcdns.answers.slots), so ``latency`` stays None (kept while callers pass it)."""
         self.cfg = cfg
-        self.latency = Histogram(LATENCY_BOUNDS) if timed else None
+        self.latency: None = None
         self.handle = handle
         self.needs_peer = needs_peer  # whether ``handle`` reads its peer argument
         self.rate_limit = rate_limit
@@ -239,23 +234,19 @@ class Listeners:
                 break
             if batch:
                 self.batched.append(mmsg.BatchedUDP(
-                    udp_sock, self.handle, self.state.spawn, self.rate_limit, self.latency,
+                    udp_sock, self.handle, self.state.spawn, self.rate_limit,
                     send_slot=min(self.cfg.max_udp_size, mmsg.RECV_SLOT),
                     needs_peer=self.needs_peer))
             else:
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self.handle, self.state, self.rate_limit,
-                                        self.latency),
+                    lambda: UDPProtocol(self.handle, self.state, self.rate_limit),
                     sock=udp_sock)
                 self.udp.append(transport)
             server = await loop.create_server(
-                lambda: TCPProtocol(self._tcp_handle(), self.state, self.cfg), sock=tcp_sock,
+                lambda: TCPProtocol(self.handle, self.state, self.cfg), sock=tcp_sock,
                 backlog=1024)
             self.tcp.append(server)
             self.addresses.append(HostPort(hp.host, port))
-
-    def _tcp_handle(self) -> HandleFn:
-        return self.handle if self.latency is None else timed(self.handle, self.latency)
 
     def set_handle(self, handle: HandleFn, needs_peer: bool = True) -> None:
         """Answer with ``handle`` from now on (a reload changed how queries are wrapped)."""
@@ -269,7 +260,7 @@ class Listeners:
             b.handle = handle
             b.needs_peer = needs_peer
         for conn in self.state.connections:
-            conn.handle = self._tcp_handle()
+            conn.handle = handle
 
     async def stop(self, drain: float = 5.0) -> None:
         """Close listeners, drain TCP connections and pending answers, cancel the rest."""

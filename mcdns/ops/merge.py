@@ -9,6 +9,11 @@ process's alone (every process holds the same answers and sources), and so is
 ``mcdns_answer_switches_total``: every process switches the same answers at the same
 moment, and one failover counted N times would be wrong. A family only a worker has is
 left out (every process runs the same config, so the first has the same families).
+
+The same rules give prometheus-client's process metrics a meaning for the whole server:
+``process_cpu_seconds_total`` (a counter) is every process's CPU, as CoreDNS's is of its
+one process, while ``process_resident_memory_bytes`` and the other gauges are the first
+process's; ``python_gc_*`` counters are summed.
 """
 
 from __future__ import annotations

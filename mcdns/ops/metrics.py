@@ -1,12 +1,13 @@
 """Prometheus metrics: cheap plain counters on the hot path, exported at scrape time.
 
-Counting a query is one list increment (plus a bucket increment for its latency): the
-query path never touches prometheus-client objects. Each part owns its counters (the
-answer table's query slots, the compiler's decisions, the watch streams' ``KubeStats``,
-the Event recorder's ``EventStats``, the resolver's ``CacheStats`` and upstream stats,
-the listeners' latency histogram); ``Parts`` names them with their types, and the
-collector turns them into metric families in CoreDNS's style when /metrics is scraped.
-Label sets are bounded: zones, protocols, a fixed list of types and rcodes, resources.
+Counting a query is a few list increments (mcdns.answers.slots): the query path never
+touches prometheus-client objects. Each part owns its counters (the answer table's query
+slots, the compiler's decisions, the watch streams' ``KubeStats``, the Event recorder's
+``EventStats``, the resolver's ``CacheStats`` and upstream stats); ``Parts`` names them
+with their types, and the collector turns them into metric families when /metrics is
+scraped: CoreDNS's families in CoreDNS's shape (mcdns.ops.coredns_metrics, docs/metrics.md),
+mcdns's own beside them, and prometheus-client's ``process_*`` and ``python_*``. Label sets
+are bounded: zones, protocols, families, a fixed list of types and rcodes, resources.
 With workers, the first process's /metrics adds every worker's counters (mcdns.ops.merge).
 """
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,14 +26,19 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from mcdns import __version__
 from mcdns.answers.compiler import Compiler
-from mcdns.answers.slots import TAG_NAMES, Slots
+from mcdns.answers.slots import Slots
 from mcdns.answers.switch import DIRECTIONS
-from mcdns.histogram import Histogram
+from mcdns.histogram import Histogram, cumulative
 from mcdns.kube.settings import EventStats, KubeStats
+from mcdns.ops.coredns_metrics import (
+    build_info,
+    cache_families,
+    dns_families,
+    forward_families,
+    upstream_families,
+)
 from mcdns.ops.merge import MergedCollector, WorkerTotals
-from mcdns.proto import RCODE_NAMES, TYPE_NAMES
 from mcdns.resolver.resolver import Resolver
 from mcdns.state.store import Store
 
@@ -41,76 +48,37 @@ class Parts:
     """What /metrics reads, each part's counters with their types."""
 
     zones: Sequence[str]  # the answer table's zones, by index
-    queries: Slots  # answers by zone, type, rcode, decision, protocol
-    latency: Histogram | None  # listeners: time to answer (None: metrics off)
-    compiler: Compiler  # decisions, and watch event -> changed answer
+    queries: Slots  # answers by zone, type, rcode, tag, protocol, family: sizes, time
+    latency: object | None  # unread: the handler times answers into ``queries`` now
+    compiler: Compiler  # decisions, and watch event -> changed answer; the config
     store: Store  # which sources completed their first list
     kube: KubeStats | None  # watch streams (None: state file or no sources)
     resolver: Resolver | None  # resolver role: the cache and its upstreams
     events: EventStats | None = None  # the Event recorder (None: not running)
 
 
-def cumulative_buckets(h: Histogram) -> list[tuple[str, float]]:
-    """``h``'s counts as Prometheus buckets: (upper bound, count up to it), +Inf last."""
-    cumulative: list[tuple[str, float]] = []
-    total = 0
-    for bound, n in zip((*h.bounds, float("inf")), h.counts, strict=True):
-        total += n
-        cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
-    return cumulative
-
-
 def histogram_family(h: Histogram, name: str, doc: str) -> HistogramMetricFamily:
-    return HistogramMetricFamily(name, doc, buckets=cumulative_buckets(h), sum_value=h.sum)
+    return HistogramMetricFamily(name, doc, buckets=cumulative(h.bounds, h.counts),
+                                 sum_value=h.sum)
 
 
 class MetricsCollector(Collector):
-    """Everything under /metrics, read from the running server's parts."""
+    """Everything under /metrics but the process's, read from the running server's parts."""
 
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._dns()
+        parts = self.parts
+        listen = parts.compiler.cfg.listen
+        yield from dns_families(parts.queries, parts.zones, listen)
         yield from self._decisions()
         yield from self._kube()
-        yield from self._resolver()
-        info = GaugeMetricFamily("mcdns_build_info", "mcdns version", labels=["version"])
-        info.add_metric([__version__], 1)
-        yield info
-
-    def _dns(self) -> Iterator[Metric]:
-        parts = self.parts
-        zones = parts.zones
-        requests: dict[tuple[str, str, str], int] = {}
-        responses: dict[tuple[str, str], int] = {}
-        decisions = dict.fromkeys(TAG_NAMES.values(), 0)
-        for (zi, qtype, rcode, tag, tcp), n in parts.queries.totals():
-            zone = zones[zi] if 0 <= zi < len(zones) else "other"
-            k1 = (zone, "tcp" if tcp else "udp", TYPE_NAMES.get(qtype, "other"))
-            requests[k1] = requests.get(k1, 0) + n
-            k2 = (zone, RCODE_NAMES.get(rcode, str(rcode)))
-            responses[k2] = responses.get(k2, 0) + n
-            if tag in TAG_NAMES:
-                decisions[TAG_NAMES[tag]] += n
-        fam = CounterMetricFamily("mcdns_dns_requests", "DNS requests by zone, protocol, type",
-                                  labels=["zone", "proto", "type"])
-        for key, n in sorted(requests.items()):
-            fam.add_metric(list(key), n)
-        yield fam
-        fam = CounterMetricFamily("mcdns_dns_responses", "DNS responses by zone and rcode",
-                                  labels=["zone", "rcode"])
-        for key2, n in sorted(responses.items()):
-            fam.add_metric(list(key2), n)
-        yield fam
-        fam = CounterMetricFamily("mcdns_answers", "Answers for service names by decision",
-                                  labels=["decision"])
-        for decision, n in decisions.items():
-            fam.add_metric([decision], n)
-        yield fam
-        if parts.latency is not None:
-            yield histogram_family(parts.latency, "mcdns_dns_request_duration_seconds",
-                                   "Time to answer a DNS request")
+        if parts.resolver is not None:
+            yield from cache_families(parts.resolver, listen)
+            yield from forward_families(parts.resolver)
+        yield from upstream_families(parts.resolver)
+        yield build_info()
 
     def _decisions(self) -> Iterator[Metric]:
         fam = GaugeMetricFamily("mcdns_services", "Services by state of their answer",
@@ -167,53 +135,37 @@ class MetricsCollector(Collector):
                 recorded.add_metric([result], n)
         yield recorded
 
-    def _resolver(self) -> Iterator[Metric]:
-        res = self.parts.resolver
-        cache = res.stats if res is not None else None
-        yield CounterMetricFamily("mcdns_cache_hits", "Forwarding cache hits",
-                                  value=cache.hits if cache else 0)
-        yield CounterMetricFamily("mcdns_cache_misses", "Forwarding cache misses",
-                                  value=cache.misses if cache else 0)
-        yield CounterMetricFamily(
-            "mcdns_cache_stale_hits", "Forwarding cache lookups answered with an expired "
-            "entry at once, every upstream failing (hits + misses + stale hits = lookups)",
-            value=cache.stale_hits if cache else 0)
-        yield CounterMetricFamily(
-            "mcdns_cache_stale_served", "Stale answers served (RFC 8767): stale hits, and "
-            "misses whose upstreams all failed", value=cache.stale_served if cache else 0)
-        yield CounterMetricFamily(
-            "mcdns_cache_coalesced", "Forwarding cache misses that joined an identical "
-            "upstream query in flight", value=cache.coalesced if cache else 0)
-        yield GaugeMetricFamily("mcdns_cache_entries", "Entries in the forwarding cache",
-                                value=res.entries if res else 0)
-        yield CounterMetricFamily("mcdns_cache_evictions", "Forwarding cache evictions",
-                                  value=res.evictions if res else 0)
-        reqs = CounterMetricFamily("mcdns_upstream_requests", "Queries sent upstream",
-                                   labels=["upstream"])
-        errs = CounterMetricFamily("mcdns_upstream_errors", "Upstream failures",
-                                   labels=["upstream"])
-        fam = HistogramMetricFamily("mcdns_upstream_duration_seconds",
-                                    "Upstream answer time", labels=["upstream"])
-        for up in res.upstreams if res is not None else ():
-            reqs.add_metric([up.name], up.stats.requests)
-            errs.add_metric([up.name], up.stats.errors)
-            h = up.stats.duration
-            fam.add_metric([up.name], cumulative_buckets(h), h.sum)
-        yield reqs
-        yield errs
-        yield fam
+
+class Combined(Collector):
+    """Several collectors as one (the merge sums what they yield together)."""
+
+    def __init__(self, *parts: Collector) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        for c in self.parts:
+            yield from c.collect()
+
+
+def own_metrics(parts: Parts) -> Collector:
+    """This process's metrics: mcdns's, and prometheus-client's process_* and python_*
+    (CPU seconds are a counter, so /metrics sums them over the workers; the gauges, such
+    as the resident memory, are the first process's)."""
+    return Combined(MetricsCollector(parts), ProcessCollector(registry=None),
+                    PlatformCollector(registry=None),
+                    GCCollector(registry=CollectorRegistry()))  # it registers itself: aside
 
 
 def registry_for(parts: Parts, workers: WorkerTotals | None = None) -> CollectorRegistry:
     """What /metrics serves: this process's metrics, with the ``workers``' counters added
     (mcdns.ops.merge) and the workers' own metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MergedCollector(MetricsCollector(parts), workers))
+    registry.register(MergedCollector(own_metrics(parts), workers))
     return registry
 
 
 def process_registry(parts: Parts) -> CollectorRegistry:
     """This process's metrics alone: what a worker hands the first process."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(parts))
+    registry.register(own_metrics(parts))
     return registry
