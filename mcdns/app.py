@@ -149,11 +149,13 @@ class App:
                                   f"{_reason(e)}") from None
         if self.cfg.config_file:
             self.tasks.append(asyncio.create_task(self._watch_config(), name="config-file"))
-        log.info("mcdns started version=%s role=%s zones=%s,%s listen=%s http=%s source=%s",
-                 __version__, self.cfg.role, self.cfg.zone, self.cfg.clusterset_zone,
-                 ",".join(str(a) for a in self.addresses),
-                 f"{self.http.address.host}:{self.http.port}" if self.http else "off",
-                 self._source_text())
+        log.info("mcdns started version=%(version)s role=%(role)s zones=%(zones)s "
+                 "listen=%(listen)s http=%(http)s source=%(source)s", {
+                     "version": __version__, "role": self.cfg.role,
+                     "zones": f"{self.cfg.zone},{self.cfg.clusterset_zone}",
+                     "listen": ",".join(str(a) for a in self.addresses),
+                     "http": f"{self.http.address.host}:{self.http.port}" if self.http
+                     else "off", "source": self._source_text()})
 
     async def stop(self, drain: float = 5.0) -> None:
         self.stopping = True
@@ -183,7 +185,8 @@ class App:
             new = load(self.cfg.config_file, self.overrides)
             self.apply_config(new)
         except ConfigError as e:
-            log.error("config reload refused, keeping the running config: %s", e)
+            log.error("config reload refused, keeping the running config: %(error)s",
+                      {"error": str(e)})
             return False
         return True
 
@@ -208,7 +211,7 @@ class App:
         self.compiler.reconfigure(new)
         if self.forwarder is not None:  # max_udp_size, upstream_timeout
             self.forwarder.reconfigure(new)
-        log.info("config reloaded: changed %s", ", ".join(changed))
+        log.info("config reloaded: changed %(changed)s", {"changed": ", ".join(changed)})
 
     async def _watch_config(self) -> None:
         path = Path(self.cfg.config_file or "")
@@ -275,9 +278,12 @@ def _log_query(wire: bytes, resp: bytes, peer: str, tcp: bool) -> None:
     except IndexError:
         return
     qtype = int.from_bytes(wire[end:end + 2], "big")
-    log.info("query client=%s proto=%s name=%s type=%s rcode=%s size=%d", peer,
-             "tcp" if tcp else "udp", name, TYPE_NAMES.get(qtype, qtype),
-             RCODE_NAMES.get(resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-", len(resp))
+    log.info("query client=%(client)s proto=%(proto)s name=%(name)s type=%(type)s "
+             "rcode=%(rcode)s size=%(size)d", {
+                 "client": peer, "proto": "tcp" if tcp else "udp", "name": name,
+                 "type": TYPE_NAMES.get(qtype, qtype), "rcode": RCODE_NAMES.get(
+                     resp[3] & 0x0F, resp[3] & 0x0F) if len(resp) > 3 else "-",
+                 "size": len(resp)})
 
 
 async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,
@@ -318,7 +324,8 @@ async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,
         await stop.wait()
         # SIGTERM (Kubernetes) keeps answering for the lameduck period; Ctrl-C stops at once.
         lameduck = app.cfg.lameduck if received[0] == signal.SIGTERM else 0.0
-        log.info("shutting down signal=%s lameduck=%ss", received[0].name, lameduck)
+        log.info("shutting down signal=%(signal)s lameduck=%(lameduck)ss",
+                 {"signal": received[0].name, "lameduck": lameduck})
         app.stopping = True  # /health and /ready fail from now on
         await asyncio.sleep(lameduck)
         await app.stop()

@@ -234,8 +234,9 @@ class Compiler:
         self.table.set_owner(key, recs, self._tags_of(key), hot=(base, cbase))
         self.table.set_bare_names(key, _existing(d, base, cbase, recs))
         if old is not None and (old.choice, old.degraded) != (d.choice, d.degraded):
-            log.info("service %s/%s decision %s -> %s: %s", ns, name, _label(old),
-                     _label(d), d.reason)
+            log.info("service %(namespace)s/%(service)s decision %(from)s -> %(to)s: "
+                     "%(reason)s", {"namespace": ns, "service": name, "from": _label(old),
+                                    "to": _label(d), "reason": d.reason})
         sw = switch_of(old, d, time.time())
         if sw is not None:
             self.switches[sw.direction] += 1

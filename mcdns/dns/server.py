@@ -212,7 +212,8 @@ class Listeners:
         loop = asyncio.get_running_loop()
         batch = self.cfg.udp_batch
         if batch and (why := mmsg.available()) is not None:
-            log.info("udp_batch unavailable (%s): one system call per datagram", why)
+            log.info("udp_batch unavailable (%(reason)s): one system call per datagram",
+                     {"reason": why})
             batch = False
         for hp in self.cfg.listen:
             family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET

@@ -100,7 +100,8 @@ class KubeSource:
         async with ApiClient(conf) as api:
             for w in self.watchers:
                 w.api = api
-            log.info("watching %s at %s", ", ".join(self.sources), conf.host)
+            log.info("watching %(resources)s at %(host)s",
+                     {"resources": ", ".join(self.sources), "host": conf.host})
             try:
                 async with asyncio.TaskGroup() as tg:
                     for w in self.watchers:

@@ -68,14 +68,15 @@ class Watcher:
             except KubeError as e:
                 reason, message = e.reason, str(e)
             except Exception as e:  # a bug must not end the watch for good
-                log.exception("watch %s: unexpected error", self.name)
+                log.exception("watch %(resource)s: unexpected error", {"resource": self.name})
                 reason, message = "internal", repr(e)
             attempt = 0 if self._progress else attempt
             self._progress = False
             self.stats.restarts[(self.name, reason)] += 1
             delay = self.settings.backoff(attempt)
             attempt += 1
-            log.warning("watch %s: %s; retrying in %.2fs", self.name, message, delay)
+            log.warning("watch %(resource)s: %(error)s; retrying in %(delay).2fs",
+                        {"resource": self.name, "error": message, "delay": delay})
             await asyncio.sleep(delay)
 
     # ---- layer 2: list, then watch; 410 lists again ----------------------------------
@@ -96,7 +97,8 @@ class Watcher:
             except Gone as e:
                 if self.rv is None:
                     raise  # a list's continue token expired: back off, then list again
-                log.info("watch %s: %s; listing again", self.name, e)
+                log.info("watch %(resource)s: %(error)s; listing again",
+                         {"resource": self.name, "error": str(e)})
                 self.stats.restarts[(self.name, "gone")] += 1
                 self.rv = None
             except NotServed:
@@ -104,13 +106,15 @@ class Watcher:
                     raise
                 self.version = self.rv = None
                 if not discovered:
-                    log.info("watch %s: no longer served; checking discovery", self.name)
+                    log.info("watch %(resource)s: no longer served; checking discovery",
+                             {"resource": self.name})
                     continue
                 # discovery has just listed it, yet it answers 404 (a CRD being deleted,
                 # a stale discovery cache): absent until the next check, not a tight loop
-                log.warning("watch %s: listed by discovery but not served (404); "
-                            "checking again in %.0fs", self.name,
-                            self.settings.discovery_interval)
+                log.warning("watch %(resource)s: listed by discovery but not served (404); "
+                            "checking again in %(delay).0fs", {
+                                "resource": self.name,
+                                "delay": self.settings.discovery_interval})
                 self._absent()
                 await asyncio.sleep(self.settings.discovery_interval)
             except KubeError as e:
@@ -171,7 +175,9 @@ class Watcher:
         self._synced()
         self._progress = True
         self.stats.lists[self.name] += 1
-        log.info("watch %s: listed %d objects at resourceVersion %s", self.name, len(objs), rv)
+        log.info("watch %(resource)s: listed %(objects)d objects at resourceVersion "
+                 "%(resource_version)s", {"resource": self.name, "objects": len(objs),
+                                          "resource_version": rv})
         return rv
 
     # ---- layer 3: one stream --------------------------------------------------------
@@ -222,7 +228,8 @@ class Watcher:
             key = (meta.get("namespace") or "", meta.get("name") or "")
             self.store.delete(self.res.kind, key, now)
         elif etype != "BOOKMARK":
-            log.warning("watch %s: unknown event type %r", self.name, etype)
+            log.warning("watch %(resource)s: unknown event type %(type)r",
+                        {"resource": self.name, "type": etype})
         if isinstance(rv, str) and rv:
             self.rv = rv
         self.stats.events[(self.name, str(etype))] += 1
@@ -240,7 +247,8 @@ class Watcher:
             return reduce(obj, self.res.kind)
         except ReduceError as e:
             self.stats.reduce_errors[self.name] += 1
-            log.warning("watch %s: skipped: %s", self.name, e)
+            log.warning("watch %(resource)s: skipped: %(error)s",
+                        {"resource": self.name, "error": str(e)})
             return None
 
     def _upsert(self, obj: Obj, now: float) -> None:
@@ -282,7 +290,7 @@ class Watcher:
         if not self.store.synced_sources.get(self.name):
             self.store.mark_synced(self.name)
             self.schedule_commit()
-            log.info("watch %s: synced", self.name)
+            log.info("watch %(resource)s: synced", {"resource": self.name})
 
     def _contact(self) -> float:
         """Note a successful answer from the API server (``store.last_contact``)."""

@@ -114,8 +114,8 @@ class WorkerLink:
                     writer.write(frame(METRICS, seq, generate_latest(registry)))
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            log.warning("worker %d: the first process (pid %d) is gone; stopping",
-                        self.slot, self.parent)
+            log.warning("worker %(worker)d: the first process (pid %(parent)d) is gone; "
+                        "stopping", {"worker": self.slot, "parent": self.parent})
             lost()
 
     def close(self) -> None:

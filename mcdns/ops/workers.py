@@ -83,7 +83,7 @@ class Channel:
                     try:
                         self.on_metrics(parse_totals(payload.decode()))
                     except ValueError as e:  # pragma: no cover - the worker's own output
-                        log.warning("unreadable worker metrics: %s", e)
+                        log.warning("unreadable worker metrics: %(error)s", {"error": str(e)})
                     fut = self.waiting.pop(seq, None)
                     if fut is not None and not fut.done():
                         fut.set_result(None)
@@ -214,8 +214,9 @@ class Supervisor:
         _, pending = await asyncio.wait(self._tasks, timeout=timeout)
         for s in self.slots:
             if s.proc is not None and s.proc.returncode is None:
-                log.warning("worker %d pid=%d still running after %.0fs; killing it",
-                            s.number, s.proc.pid, timeout)
+                log.warning("worker %(worker)d pid=%(pid)d still running after "
+                            "%(waited).0fs; killing it",
+                            {"worker": s.number, "pid": s.proc.pid, "waited": timeout})
                 _signal(s.proc, signal.SIGKILL)
         if pending:
             await asyncio.wait(pending, timeout=5)
@@ -234,15 +235,18 @@ class Supervisor:
             except OSError as e:
                 status, pid = f"could not be started: {e}", None
             if self.stopping:
-                log.info("worker %d pid=%s stopped: %s", slot.number, pid, status)
+                log.info("worker %(worker)d pid=%(pid)s stopped: %(status)s",
+                         {"worker": slot.number, "pid": pid, "status": status})
                 return
             up = time.monotonic() - began
             if up >= self.stable_after:
                 slot.quick_exits, delay = 0, self.backoff_first
             slot.quick_exits += 1
             slot.last_exit = status
-            log.warning("worker %d pid=%s %s after %.1fs; restarting in %gs", slot.number,
-                        pid, status, up, delay)
+            log.warning("worker %(worker)d pid=%(pid)s %(status)s after %(uptime).1fs; "
+                        "restarting in %(delay)gs", {"worker": slot.number, "pid": pid,
+                                                     "status": status, "uptime": up,
+                                                     "delay": delay})
             if slot.quick_exits == self.give_up_after + 1:
                 log.error("%s", self.problem() or f"worker {slot.number} keeps exiting")
             with contextlib.suppress(TimeoutError):
@@ -290,8 +294,8 @@ class Supervisor:
 
     def _ready(self, slot: Slot) -> None:
         slot.serving = True
-        log.info("worker %d pid=%s started", slot.number,
-                 slot.proc.pid if slot.proc is not None else "?")
+        log.info("worker %(worker)d pid=%(pid)s started", {
+            "worker": slot.number, "pid": slot.proc.pid if slot.proc is not None else "?"})
 
 
 def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:

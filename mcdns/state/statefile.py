@@ -307,8 +307,10 @@ class StateFileSource:
         """The first load; raises StateError so the caller can exit naming the problem."""
         self._sig = _signature(self.path)
         load_into(self.store, self.path, strict=True)
-        log.info("state file loaded path=%s services=%d slices=%d imports=%d", self.path,
-                 len(self.store.services), len(self.store.slices), len(self.store.imports))
+        log.info("state file loaded path=%(path)s services=%(services)d slices=%(slices)d "
+                 "imports=%(imports)d", {"path": str(self.path), "services": len(
+                     self.store.services), "slices": len(self.store.slices),
+                     "imports": len(self.store.imports)})
 
     async def run(self) -> None:
         """Poll for changes forever; reload on change, keeping the last good state."""
@@ -325,10 +327,12 @@ class StateFileSource:
             changed = load_into(self.store, self.path, strict=False)
         except StateError as e:
             self.failures += 1
-            log.error("state file reload failed, keeping the last good state: %s", e)
+            log.error("state file reload failed, keeping the last good state: %(error)s",
+                      {"error": str(e)})
             return False
         self.reloads += 1
-        log.info("state file reloaded path=%s changed=%d generation=%d", self.path, changed,
-                 self.store.generation)
+        log.info("state file reloaded path=%(path)s changed=%(changed)d "
+                 "generation=%(generation)d", {"path": str(self.path), "changed": changed,
+                                               "generation": self.store.generation})
         return True
 
