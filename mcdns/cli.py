@@ -43,6 +43,8 @@ FLAGS: dict[str, tuple[str, bool]] = {
     "--ttl": ("ttl", False),
     "--role": ("role", False),
     "--upstream": ("upstreams", True),
+    "--cluster-upstream": ("cluster_upstreams", True),
+    "--search": ("search", True),
     "--resolv-conf": ("resolv_conf", False),
     "--http": ("http", False),
     "--log-format": ("log_format", False),
@@ -74,7 +76,7 @@ def key_docs() -> dict[str, str]:
 
 def _metavar(key: str) -> str:
     """What a flag's value looks like, for --help."""
-    if key in ("listen", "upstreams", "http"):
+    if key in ("listen", "upstreams", "cluster_upstreams", "http"):
         return "HOST:PORT"
     if key in ("state", "kubeconfig", "resolv_conf"):
         return "FILE"

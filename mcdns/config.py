@@ -20,7 +20,7 @@ import yaml
 from mcdns.objects.failover import parse_delay, parse_preference
 from mcdns.objects.names import is_dns1123_label, is_dns1123_subdomain
 
-ROLES = ("stub", "resolver")
+ROLES = ("stub", "resolver", "forwarder")
 POLICIES = ("local-first", "local-only", "import-first")
 # Failing back waits until the local side has stayed healthy this long: past a second
 # successful readiness probe at Kubernetes' default period (10 s), so a pod that turns
@@ -58,7 +58,7 @@ class Config:
     """Everything mcdns reads from its config file or flags. One docstring line a key."""
 
     role: str = "stub"
-    """stub (answer the zones, REFUSED elsewhere) or resolver (forward other names)."""
+    """stub (answer the zones), resolver (and forward other names) or forwarder (no watch)."""
     listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 5353),)
     """DNS listen addresses; each gets UDP and TCP."""
     zone: str = "cluster.local"
@@ -115,6 +115,12 @@ class Config:
     """Prefix length grouping IPv6 clients into one rate-limited network."""
     upstreams: tuple[HostPort, ...] = ()
     """Resolver role: upstream servers (empty: nameservers of resolv_conf)."""
+    cluster_upstreams: tuple[HostPort, ...] = ()
+    """Forwarder role: the mcdns Service (role stub) the cluster zones are forwarded to."""
+    autopath: bool = False
+    """Resolver roles: answer a name plus the first search domain with a CNAME to the name."""
+    search: tuple[str, ...] = ()
+    """Autopath: the pod's search domains (empty: the search line of resolv_conf)."""
     resolv_conf: str = "/etc/resolv.conf"
     """Resolver role: file read for upstreams when none are configured."""
     upstream_timeout: float = 2.0
@@ -154,9 +160,7 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-KEYS: tuple[str, ...] = tuple(
-    f.name for f in fields(Config) if not f.metadata.get("internal")
-)
+KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config) if not f.metadata.get("internal"))
 
 
 def parse_hostport(text: str, key: str, default_port: int) -> HostPort:
@@ -200,20 +204,13 @@ def _zone(value: Any, key: str) -> str:
     return zone
 
 
-def _int(value: Any, key: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"{value!r} is not an integer")
+def _number(value: Any, key: str, lo: float, hi: float, whole: bool = True) -> Any:
+    """An int (``whole``) or a float in [lo, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        raise ConfigError(key, f"{value!r} is not {'an integer' if whole else 'a number'}")
     if not lo <= value <= hi:
         raise ConfigError(key, f"{value} is out of range {lo}-{hi}")
-    return value
-
-
-def _float(value: Any, key: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"{value!r} is not a number")
-    if not lo <= value <= hi:
-        raise ConfigError(key, f"{value} is out of range {lo}-{hi}")
-    return float(value)
+    return value if whole else float(value)
 
 
 def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
@@ -274,25 +271,32 @@ def _cidrs(values: tuple[str, ...], key: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# Each choice key's values, and each integer and float key's range (inclusive).
+CHOICES = {"role": ROLES, "policy": POLICIES, "pods": POD_MODES, "log_format": LOG_FORMATS,
+           "log_level": LOG_LEVELS}
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "min_ready": (0, 1_000_000), "ttl": (0, 3600), "max_udp_size": (512, 65535),
+    "tcp_max_connections": (1, 1_000_000), "tcp_max_queries": (0, 1_000_000_000),
+    "rrl_responses_per_second": (0, 10_000_000), "rrl_slip": (0, 10), "rrl_window": (1, 3600),
+    "rrl_ipv4_prefix": (8, 32), "rrl_ipv6_prefix": (16, 128), "cache_size": (0, 10_000_000),
+    "cache_min_ttl": (0, 604800), "cache_max_ttl": (0, 604800), "serve_stale": (0, 604800),
+    "workers": (1, 256)}
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "tcp_idle_timeout": (0.1, 3600), "upstream_timeout": (0.01, 60), "lameduck": (0, 300),
+    "query_log_sample": (0.0, 1.0)}
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Validate one raw value and return it in the type ``Config`` holds."""
     match key:
-        case "role":
-            return _choice(value, key, ROLES)
-        case "policy":
-            return _choice(value, key, POLICIES)
-        case "pods":
-            return _choice(value, key, POD_MODES)
-        case "log_format":
-            return _choice(value, key, LOG_FORMATS)
-        case "log_level":
-            return _choice(value, key, LOG_LEVELS)
+        case "role" | "policy" | "pods" | "log_format" | "log_level":
+            return _choice(value, key, CHOICES[key])
         case "listen":
             items = _str_list(value, key)
             if not items:
                 raise ConfigError(key, "needs at least one address")
             return tuple(parse_hostport(v, key, 53) for v in items)
-        case "upstreams":
+        case "upstreams" | "cluster_upstreams":
             return tuple(parse_hostport(v, key, 53) for v in _str_list(value, key))
         case "http":
             if value is None or value == "":
@@ -302,7 +306,7 @@ def _coerce(key: str, value: Any) -> Any:
             return parse_hostport(value, key, 9153)
         case "zone" | "clusterset_zone":
             return _zone(value, key)
-        case "reverse_zones":
+        case "reverse_zones" | "search":
             return tuple(_zone(v, key) for v in _str_list(value, key))
         case "service_cidrs" | "pod_cidrs":
             return _cidrs(_str_list(value, key), key)
@@ -319,48 +323,18 @@ def _coerce(key: str, value: Any) -> Any:
             except ValueError as e:
                 raise ConfigError(key, str(e)) from None
         case "failback_ready":
-            return None if value is None else _int(value, key, 0, 1_000_000)
+            return None if value is None else _number(value, key, 0, 1_000_000)
         case "cluster_preference":
             try:
                 return parse_preference(value)
             except ValueError as e:
                 raise ConfigError(key, str(e)) from None
-        case "query_log" | "metrics" | "udp_batch" | "events":
+        case "query_log" | "metrics" | "udp_batch" | "events" | "autopath":
             return _bool(value, key)
-        case "min_ready":
-            return _int(value, key, 0, 1_000_000)
-        case "ttl":
-            return _int(value, key, 0, 3600)
-        case "max_udp_size":
-            return _int(value, key, 512, 65535)
-        case "tcp_max_connections":
-            return _int(value, key, 1, 1_000_000)
-        case "tcp_max_queries":
-            return _int(value, key, 0, 1_000_000_000)
-        case "rrl_responses_per_second":
-            return _int(value, key, 0, 10_000_000)
-        case "rrl_slip":
-            return _int(value, key, 0, 10)
-        case "rrl_window":
-            return _int(value, key, 1, 3600)
-        case "rrl_ipv4_prefix":
-            return _int(value, key, 8, 32)
-        case "rrl_ipv6_prefix":
-            return _int(value, key, 16, 128)
-        case "cache_size":
-            return _int(value, key, 0, 10_000_000)
-        case "cache_min_ttl" | "cache_max_ttl":
-            return _int(value, key, 0, 604800)
-        case "serve_stale":
-            return _int(value, key, 0, 604800)
-        case "workers":
-            return _int(value, key, 1, 256)
-        case "tcp_idle_timeout":
-            return _float(value, key, 0.1, 3600)
-        case "upstream_timeout":
-            return _float(value, key, 0.01, 60)
-        case "lameduck":
-            return _float(value, key, 0, 300)
+        case _ if key in INT_RANGES:
+            return _number(value, key, *INT_RANGES[key])
+        case _ if key in FLOAT_RANGES:
+            return _number(value, key, *FLOAT_RANGES[key], whole=False)
         case "state" | "kubeconfig":
             return _opt_str(value, key)
         case "resolv_conf":
@@ -371,8 +345,6 @@ def _coerce(key: str, value: Any) -> Any:
             return _namespaces(_str_list(value, key), key)
         case "allow":
             return _networks(_str_list(value, key), key)
-        case "query_log_sample":
-            return _float(value, key, 0.0, 1.0)
     raise ConfigError(key, "unknown key")  # pragma: no cover - KEYS guards this
 
 
@@ -403,8 +375,36 @@ def _check_whole(cfg: Config) -> None:
                           "namespaces (namespaces: []) or use role resolver")
     if cfg.state and cfg.kubeconfig:
         raise ConfigError("state", "state and kubeconfig are exclusive; give one")
+    _check_roles(cfg)
     if cfg.workers > 1 and any(hp.port == 0 for hp in cfg.listen):
         raise ConfigError("workers", "several workers need fixed listen ports, not port 0")
+
+
+def _check_roles(cfg: Config) -> None:
+    """The forwarder role and autopath: what they need, and where they make no sense."""
+    forwarder = cfg.role == "forwarder"
+    if forwarder != bool(cfg.cluster_upstreams):
+        raise ConfigError("cluster_upstreams", "role forwarder needs the address of the mcdns "
+                          "Service (role stub) to forward the cluster zones to" if forwarder
+                          else f"is for role forwarder only (role {cfg.role} answers the "
+                          "cluster zones itself)")
+    for key in ("state", "kubeconfig", "namespaces") if forwarder else ():
+        if getattr(cfg, key):
+            raise ConfigError(key, "role forwarder reads no cluster state: it forwards the "
+                              "cluster zones to cluster_upstreams")
+    if cfg.autopath and cfg.role == "stub":
+        raise ConfigError("autopath", "is for roles resolver and forwarder: behind CoreDNS "
+                          "(role stub) mcdns does not know the client's search path")
+    if cfg.autopath and cfg.search and (problem := search_problem(cfg.search, cfg.zone)):
+        raise ConfigError("search", problem)
+
+
+def search_problem(search: tuple[str, ...], zone: str) -> str | None:
+    """Why autopath cannot use ``search`` (None: it can): its first domain is not in zone."""
+    if search and search[0].endswith("." + zone):
+        return None
+    return (f"autopath needs the pod's search domains, the first inside zone {zone} (the "
+            f"pod's <namespace>.svc.{zone}); got {' '.join(search) or 'none'}")
 
 
 def yaml_problem(e: Exception) -> str:
