@@ -30,19 +30,19 @@ from mcdns.dns.server import ListenError, Listeners
 from mcdns.kube.resources import source_names
 from mcdns.kube.settings import WatchSettings
 from mcdns.logs import setup_logging
-from mcdns.ops.http import HTTPServer
-from mcdns.ops.metrics import Parts, process_registry
-from mcdns.ops.worker_link import WorkerLink
-from mcdns.ops.workers import Supervisor
 from mcdns.proto import RCODE_NAMES, TYPE_NAMES
 from mcdns.resolver.resolver import Resolver
-from mcdns.state.statefile import SOURCE as STATE_SOURCE
-from mcdns.state.statefile import StateFileSource
 from mcdns.state.store import Store
 
-if TYPE_CHECKING:  # imported when used: a state file never needs the API client
+if TYPE_CHECKING:  # imported when used: a state file never needs the API client, and
+    # without an HTTP port (the light sidecar) neither aiohttp nor prometheus_client loads
     from mcdns.kube.events import EventRecorder
     from mcdns.kube.source import KubeSource
+    from mcdns.ops.http import HTTPServer
+    from mcdns.ops.metrics import Parts
+    from mcdns.ops.worker_link import WorkerLink
+    from mcdns.ops.workers import Supervisor
+    from mcdns.state.statefile import StateFileSource
 
 log = logging.getLogger("mcdns")
 
@@ -67,11 +67,11 @@ class App:
         ``overrides`` are the CLI flags, re-applied over the file on every reload."""
         self.cfg = cfg
         self.overrides = dict(overrides or {})
-        self.run_sources = sources
+        self.run_sources = sources and cfg.role != "forwarder"  # a forwarder reads no state
         self.kube_settings = kube_settings
-        self.store = store or Store(self._sources(cfg) if sources else ())
+        self.store = store or Store(self._sources(cfg) if self.run_sources else ())
         self.compiler = Compiler(cfg, self.store)
-        if forwarder is None and cfg.role == "resolver":
+        if forwarder is None and cfg.role != "stub":
             forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
         self.forwarder = forwarder
         self.handler = Handler(cfg, self.compiler, forwarder, count=cfg.metrics)
@@ -99,16 +99,24 @@ class App:
 
     @staticmethod
     def _sources(cfg: Config) -> tuple[str, ...]:
-        return (STATE_SOURCE,) if cfg.state else source_names(cfg)
+        if cfg.state:
+            from mcdns.state.statefile import SOURCE
+
+            return (SOURCE,)
+        return source_names(cfg)
 
     def _source_text(self) -> str:
         if self.cfg.state:
             return f"state:{self.cfg.state}"
         if self.kube is not None:
             return "kubernetes:" + (self.cfg.kubeconfig or "in-cluster")
+        if self.cfg.role == "forwarder":
+            return "forward:" + ",".join(str(hp) for hp in self.cfg.cluster_upstreams)
         return "none"
 
     def _metric_parts(self) -> Parts:
+        from mcdns.ops.metrics import Parts
+
         return Parts(zones=tuple(z.name for z in self.compiler.table.zones),
                      queries=self.compiler.table.slots, latency=self.listeners.latency,
                      compiler=self.compiler, store=self.store,
@@ -123,6 +131,8 @@ class App:
     async def start(self, reuse_port: bool = False) -> None:
         """Load the first state (errors raise), open the listeners and the HTTP port."""
         if self.run_sources and self.cfg.state:
+            from mcdns.state.statefile import StateFileSource
+
             self.state_source = StateFileSource(self.cfg.state, self.store)
             self.state_source.load()
             self.tasks.append(asyncio.create_task(self.state_source.run(), name="state-file"))
@@ -141,6 +151,8 @@ class App:
                 self.compiler.on_switch(self.events.record)
         await self.listeners.start(reuse_port)
         if self.cfg.http is not None:
+            from mcdns.ops.http import HTTPServer
+
             self.http = HTTPServer(self.cfg.http, self._metric_parts(), lambda: self.stopping)
             try:
                 await self.http.start()
@@ -319,6 +331,8 @@ async def serve(cfg: Config, overrides: Mapping[str, Any] | None = None,
                 app.http.attach(workers)
             workers.start()
         if link is not None:
+            from mcdns.ops.metrics import process_registry
+
             await link.start(process_registry(app._metric_parts()),
                              lambda: on_signal(signal.SIGINT))
         await stop.wait()

@@ -1,7 +1,9 @@
 """The explain record: why a name answers what it answers (``dig NAME CH TXT``).
 
 Built on demand (a debugging query, not the hot path) from the compiler's latest decision
-and the store's sync state, as short ``key=value`` strings that read well in dig.
+and the store's sync state, as short ``key=value`` strings that read well in dig. A name
+the resolver roles forward is explained by where it went and what the cache holds
+(``forwarded``); the forwarder role appends the cluster resolver's own record.
 """
 
 from __future__ import annotations
@@ -74,3 +76,20 @@ def _state(compiler: Compiler) -> list[str]:
             f"cluster_id={compiler.cluster_id or '-'}",
             f"synced={str(store.synced).lower()} unsynced={pending} "
             f"last_change_age={age} last_contact_age={contact}"]
+
+
+def forwarded(qname: str, cluster: bool, upstreams: list[str],
+              cached: tuple[str, str, float] | None) -> list[str]:
+    """TXT strings for a name mcdns forwards: to whom (the cluster resolver, for the
+    cluster zones in the forwarder role; else the upstreams), and the cached A answer as
+    (the upstream that gave it, its rcode, seconds left), None when none is cached."""
+    to = (f"the cluster resolver (cluster_upstreams {','.join(upstreams)}), cached for at "
+          "most its TTL, never served stale" if cluster
+          else f"upstreams ({','.join(upstreams)}) through the cache")
+    out = [f"name={qname.rstrip('.')}.", f"forwarded=to {to}"]
+    if cached is None or cached[2] <= 0:
+        out.append("cached=no: the next query is forwarded")
+    else:
+        source, rcode, left = cached
+        out.append(f"cached=yes from={source or '-'} rcode={rcode} ttl_left={left:.1f}s")
+    return [s[i:i + 255] for s in out for i in range(0, len(s), 255)]

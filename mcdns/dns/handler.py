@@ -8,25 +8,23 @@ hot path (on a miss) and the full path call: stored, lazy, negative, ANY, alias 
 answers, forwarding, REFUSED and "not synced yet". The full path parses the message
 (``wire.parse``) for everything the hot path does not take: EDNS beyond the plain OPT,
 other classes, chaos TXT, answers that need truncation, and errors (short packet: drop;
-unparsable: FORMERR; exception while answering: SERVFAIL).
+unparsable: FORMERR; exception while answering: SERVFAIL). The resolver roles' side of it
+(fresh forwarded answers on the hot path, the cluster resolver, autopath, the explain
+record of forwarded names) is ``forwarding.Forwarding``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import socket
 import struct
-from collections.abc import Awaitable
-from enum import Enum
+from collections.abc import Awaitable, Callable
 from time import perf_counter_ns as _clock
-from typing import Final, Protocol
 
 from mcdns import __version__
-from mcdns.answers import rdata as rd
 from mcdns.answers.compiler import Compiler
-from mcdns.answers.entry import Entry, make_entry
+from mcdns.answers.entry import Entry
 from mcdns.answers.explain import explain
 from mcdns.answers.rdata import name_text, name_wire
 from mcdns.answers.slots import (
@@ -38,7 +36,6 @@ from mcdns.answers.slots import (
     TAG_CACHE,
     TAG_CHAOS,
     TAG_FORWARD,
-    TAG_NONE,
     TAG_SERVER,
     lat_bucket,
 )
@@ -46,13 +43,24 @@ from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX
 from mcdns.answers.zone import Zone
 from mcdns.config import Config
 from mcdns.dns import wire as w
+from mcdns.dns.forwarding import (
+    AUTOPATH,
+    CLUSTER,
+    FORWARD,
+    NOT_PLAIN,
+    NOT_SYNCED,
+    REFUSED,
+    Forwarder,
+    Forwarding,
+    Route,
+)
 from mcdns.dns.hooks import Response
+from mcdns.dns.names import namespace_of, pod_entry
 from mcdns.histogram import SIZE_INDEX, SIZE_ROW, TIME_FIRST_NS
 from mcdns.proto import (
     CLASS_ANY,
     CLASS_CH,
     CLASS_IN,
-    QNAME_POINTER,
     RCODE_BADVERS,
     RCODE_FORMERR,
     RCODE_NOERROR,
@@ -61,7 +69,6 @@ from mcdns.proto import (
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     T_A,
-    T_AAAA,
     T_ANY,
     T_AXFR,
     T_IXFR,
@@ -76,32 +83,12 @@ log = logging.getLogger("mcdns.dns")
 CHAOS_VERSION = (b"\x07version\x04bind\x00", b"\x07version\x06server\x00")
 CHAOS_ID = (b"\x02id\x06server\x00", b"\x08hostname\x04bind\x00")
 _IN = CLASS_IN.to_bytes(2, "big")
+_A_IN = b"\x00\x01" + _IN
 
 
-class Route(Enum):
-    """Where a query goes when no stored answer takes it."""
-
-    FORWARD = "forward"  # resolver role: the forwarder answers (a name outside the zones)
-    REFUSED = "refused"  # not ours to answer (outside the zones, zone transfers)
-    NOT_SYNCED = "not-synced"  # the name may exist once the first list completes
-    NOT_PLAIN = "not-plain"  # a label over 63 octets or a name over 255: parse it (FORMERR)
-
-
-FORWARD: Final = Route.FORWARD
-REFUSED: Final = Route.REFUSED
-NOT_SYNCED: Final = Route.NOT_SYNCED
-NOT_PLAIN: Final = Route.NOT_PLAIN
 COUNTED, SERVER, CHAOS = -1, -2, -3
 """What the full path says of its answer besides a slot: counted already (forwarded) or
 nothing to count; to count under the server itself (errors, refusals); a CHAOS answer."""
-
-
-class Forwarder(Protocol):
-    """The resolver role's engine (mcdns.resolver) as the handler sees it."""
-
-    def allowed(self, peer_ip: str) -> bool: ...
-
-    def answer(self, wire: bytes, qkey: bytes, tcp: bool) -> bytes | Awaitable[bytes | None]: ...
 
 
 class Handler:
@@ -121,6 +108,8 @@ class Handler:
         self._ra4 = 4 if self.ra else 0  # the RA bit's part of an index into Entry.heads
         self._entries = self.table.entries
         self._negatives = self.table.negative_cache
+        self.fw = Forwarding(cfg, forwarder, self.table.slots.pair, self._resolve, self._respond)
+        self._hot, self._now = self.fw.hot, self.fw.now  # fresh forwarded answers
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.slots = self.table.slots
@@ -133,6 +122,8 @@ class Handler:
         self.cfg = cfg
         self._negatives.clear()
         self._outside: set[bytes] = set()  # keys outside every zone (resolver role)
+        self.fw.clustered.clear()  # (those of them the cluster resolver answers)
+        self._cluster = cfg.role == "forwarder"  # the zones' names go to cluster_upstreams
         self.max_udp = cfg.max_udp_size
         self._opt = (w.opt_record(cfg.max_udp_size, False), w.opt_record(cfg.max_udp_size, True))
         self._pod_zone = name_wire(f"pod.{cfg.zone}.") if cfg.pods == "insecure" else None
@@ -167,6 +158,10 @@ class Handler:
             if edns is not None:
                 question = wire[12:qend + 4]
                 e = self._entries.get(question) or self._negatives.get(question)
+                if e is None and (h := self._hot.get(question)) is not None and (
+                        self._now() < h[1] and not (edns and wire[qend + 11] & 0x80)):
+                    e = h[0]  # a fresh forwarded answer (resolver roles), no DO bit asked
+                    self.fw.stats.hits += 1
                 if e is None:
                     name = wire[12:qend].lower()
                     key = name + wire[qend:qend + 4]
@@ -222,13 +217,16 @@ class Handler:
 
     # ---- what a name answers: the one decision, for both paths --------------------------
 
-    def _resolve(self, name: bytes, key: bytes, qtype: int, qclass: int) -> Entry | Route:
+    def _resolve(self, name: bytes, key: bytes, qtype: int, qclass: int, walk: bool = True
+                 ) -> Entry | Route:
         """What ``name`` answers for ``qtype``: a stored answer, or where the query goes.
 
         ``key`` is the name + type + class IN (answers do not depend on the class). An
         answer built here (a lazy name's, a negative one, ANY, a pod's, an alias asked
         for another type) is remembered in the table's negative cache until the table
-        changes, so the hot path finds it next time."""
+        changes, so the hot path finds it next time. With autopath, a name under the
+        first search domain that does not exist is AUTOPATH (``walk``: else its own
+        answer), never remembered: the walk's answer changes with the upstreams'."""
         if qclass == CLASS_IN and key in self._outside:  # the memo holds IN verdicts
             return FORWARD  # (of names checked before they were remembered)
         if not w.is_plain_name(name):  # the hot path found the name's end, no more
@@ -236,16 +234,17 @@ class Handler:
         table = self.table
         zone = table.zone_of(name) if qclass in (CLASS_IN, CLASS_ANY) else None
         if zone is None or (self._watched is not None and not zone.reverse
-                            and _namespace(name, zone) not in self._watched):
+                            and namespace_of(name, zone) not in self._watched):
             # outside the zones, or (resolver role) in a namespace mcdns does not watch
             if self.forwarder is not None and qclass == CLASS_IN:
-                if len(self._outside) >= NEGATIVE_CACHE_MAX:
-                    self._outside.clear()
-                self._outside.add(key)  # zones, namespaces: fixed for the process's life
-                return FORWARD
+                return self._away(key, False)
             return REFUSED
         if not zone.claimed:
             return self._unclaimed(name, key, qtype, qclass)
+        if self._cluster:  # forwarder role: the cluster resolver answers the zones
+            if self.fw.autopath is not None and self.fw.autopath.applies(name):
+                return AUTOPATH if walk else CLUSTER
+            return self._away(key, True) if qclass == CLASS_IN else REFUSED
         if qtype in (T_AXFR, T_IXFR):
             return REFUSED
         e = table.entries.get(key) or self._negatives.get(key)
@@ -263,6 +262,9 @@ class Handler:
         if e is None:
             if not exists and not self.store.synced:
                 return NOT_SYNCED
+            if not exists and self.fw.autopath is not None and self.fw.autopath.applies(name):
+                return AUTOPATH if walk else self._retyped(
+                    zone.negative_entry(RCODE_NXDOMAIN, qtype), qtype)
             e = zone.negative_entry(RCODE_NOERROR if exists else RCODE_NXDOMAIN, qtype)
         e = self._retyped(e, qtype)
         cache = self._negatives
@@ -270,6 +272,18 @@ class Handler:
             cache.clear()
         cache[key] = e
         return e
+
+    def _away(self, key: bytes, cluster: bool) -> Route:
+        """Remember that ``key`` is forwarded (zones and namespaces are fixed for the
+        process's life), to the cluster resolver when ``cluster``."""
+        if len(self._outside) >= NEGATIVE_CACHE_MAX:
+            self._outside.clear()
+            self.fw.clustered.clear()
+        self._outside.add(key)
+        if cluster:
+            self.fw.clustered.add(key)
+            return CLUSTER
+        return FORWARD
 
     def _unclaimed(self, name: bytes, key: bytes, qtype: int, qclass: int) -> Entry | Route:
         """A reverse name outside the claimed reverse zones: the PTR of an address mcdns
@@ -315,8 +329,12 @@ class Handler:
                             q.qclass)
         if type(got) is Entry:
             return self._entry(q, tcp, got)
-        if got is FORWARD:
+        if got is FORWARD or got is CLUSTER:
             return self._forward(wire, q.key, tcp, peer, t0), COUNTED
+        if got is AUTOPATH:
+            resp = self.fw.walk(q, tcp, self.max_udp)
+            return (resp if self.stats is None
+                    else self._counted(resp, wire, q.key, tcp, peer, t0)), COUNTED
         if got is NOT_SYNCED:  # no data yet: a resolver should try again, not cache
             return self._respond(q, tcp, RCODE_SERVFAIL, b"\x00" * 6, b"", aa=False), SERVER
         return self._refused(q, tcp), SERVER
@@ -338,7 +356,7 @@ class Handler:
         under zone "." (the type is the last 4 bytes of the key but one), written by the
         cache when it came at once, else by forwarding."""
         assert self.forwarder is not None
-        resp = self.forwarder.answer(wire, qkey, tcp)
+        resp = self.fw.to(qkey).answer(wire, qkey, tcp)
         if self.stats is None:
             return resp
         if type(resp) is bytes:
@@ -389,36 +407,32 @@ class Handler:
         return self._respond(q, tcp, RCODE_REFUSED, b"\x00" * 6, b"", aa=False)
 
     def _pod(self, name: bytes, qtype: int, zone: Zone) -> Entry | None:
-        """``<a-b-c-d>.<ns>.pod.<zone>`` in ``pods insecure`` mode: its address (or
-        NODATA for another type), None when the name is not one."""
-        pod_zone = self._pod_zone or b""
-        rest = name[1 + name[0]:]
-        if len(rest) <= len(pod_zone) or len(rest) - 1 - rest[0] != len(pod_zone):
-            return None  # not exactly <ip>.<ns>.pod.<zone>
-        if rest[1:1 + rest[0]].decode("ascii", "replace") not in self.store.namespaces:
-            return None
-        ip = _undash(name[1:1 + name[0]].decode("ascii", "replace"))
-        if ip is None:
-            return None
-        want = T_A if ip.version == 4 else T_AAAA
-        if qtype not in (want, T_ANY):
-            return zone.negative_entry(RCODE_NOERROR, qtype)
-        rr = rd.rr(QNAME_POINTER, want, self.cfg.ttl, ip.packed)
-        return make_entry(RCODE_NOERROR, 1, 0, 0, rr, -1,
-                          self.slots.pair(zone.index, qtype, RCODE_NOERROR, TAG_NONE))
+        """A pod name's answer (``names.pod_entry``); None when the name is not one."""
+        return pod_entry(name, qtype, zone, self._pod_zone, self.store.namespaces,
+                         self.cfg.ttl, self.table.slots.pair)
 
-    def _chaos(self, q: w.Query, tcp: bool) -> bytes:
+    def _chaos(self, q: w.Query, tcp: bool) -> Response:
         if q.qtype not in (T_TXT, T_ANY):
             return self._refused(q, tcp)
         if q.name in CHAOS_VERSION:
             texts = [f"mcdns {__version__}".encode()]
         elif q.name in CHAOS_ID:
             texts = [self._hostname]
+        elif self.forwarder is not None and (got := self._resolve(
+                q.name, q.name + _A_IN, T_A, CLASS_IN, False)) in (FORWARD, CLUSTER):
+            lines = self.fw.explain(q.name, got is CLUSTER or q.name + _A_IN in self.fw.clustered)
+            return (self._txt(q, tcp, lines) if isinstance(lines, list)
+                    else _later(lines, lambda done: self._txt(q, tcp, done)))
         elif (zone := self.table.zone_of(q.name)) is not None and zone.claimed:
-            texts = [s.encode("utf-8", "replace")[:255]
-                     for s in explain(self.compiler, name_text(q.name))]
+            return self._txt(q, tcp, explain(self.compiler, name_text(q.name)))
         else:
             return self._refused(q, tcp)
+        return self._txt(q, tcp, texts)
+
+    def _txt(self, q: w.Query, tcp: bool, texts: list[str] | list[bytes]) -> bytes:
+        """CH TXT records, one a string (at most 255 octets each)."""
+        texts = [t if isinstance(t, bytes) else t.encode("utf-8", "replace")[:255]
+                 for t in texts]
         body = b""
         for t in texts:
             rdata = bytes([len(t)]) + t
@@ -426,24 +440,5 @@ class Handler:
         return self._respond(q, tcp, RCODE_NOERROR, struct.pack(">HHH", len(texts), 0, 0), body)
 
 
-def _namespace(name: bytes, zone: Zone) -> bytes:
-    """The namespace label of a name ``...<ns>.svc.<zone>`` or ``...<ns>.pod.<zone>``;
-    b"" for the names above the namespaces (the apex, ``svc.<zone>``, ``dns-version``),
-    which every namespace filter holds."""
-    labels, i, cut = [], 0, len(name) - len(zone.wire)
-    while i < cut:
-        labels.append(name[i + 1:i + 1 + name[i]])
-        i += name[i] + 1
-    if len(labels) >= 2 and labels[-1] in (b"svc", b"pod"):
-        return labels[-2]
-    return b""
-
-
-def _undash(label: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP of a pod name label (1-2-3-4 or an IPv6 with '-' for ':'), else None."""
-    try:
-        if label.count("-") == 3 and all(p.isdigit() for p in label.split("-")):
-            return ipaddress.IPv4Address(label.replace("-", "."))
-        return ipaddress.IPv6Address(label.replace("-", ":"))
-    except ValueError:
-        return None
+async def _later(lines: Awaitable[list[str]], respond: Callable[[list[str]], bytes]) -> bytes:
+    return respond(await lines)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import dnslib
 from cachetools import Cache, TLRUCache
 
+from mcdns.answers import entry as table
 from mcdns.proto import RCODE_NOERROR, RCODE_NXDOMAIN, T_OPT
 from mcdns.resolver import wire
 from mcdns.resolver.wire import U16, U32, WireError
@@ -50,6 +50,7 @@ class Entry:
         "flags",
         "opt",
         "qend",
+        "source",
         "stale_until",
         "stored",
         "template",
@@ -83,6 +84,8 @@ class Entry:
         self._tails = (b"", b"")
         """[EDNS?]: everything after the question, TTLs as of ``_second`` seconds of age."""
         self._size = (0, 0)
+        self.source = ""
+        """The upstream that gave this reply (for the explain record)."""
 
     def _header_variants(self, edns: int) -> list[bytes]:
         heads = [b""] * (FLAG_BITS_RD_CD + 1)
@@ -120,6 +123,20 @@ class Entry:
             return self._truncated(query, qend, payload)
         head = self._heads[edns][(query[2] & 0x01) | (query[3] & 0x10)]
         return query[:2] + head + query[12:qend] + self._tails[edns]
+
+    def table_entry(self, now: float, slots: tuple[int, int]) -> tuple[table.Entry, float]:
+        """This reply as the handler's hot path stores answers (``mcdns.answers.entry``),
+        TTLs counted down to ``now``, and until when those TTLs hold: the end of this second
+        of age, or the expiry. Counted in ``slots``."""
+        elapsed = int(now - self.stored)
+        if elapsed != self._second:
+            self._refresh(elapsed)
+        plain, edns = self._heads
+        body = self._tails[0]
+        return (table.Entry(tuple(plain[(i & 1) | (i & 2) << 3] for i in range(8)),
+                            tuple(edns[(i & 1) | (i & 2) << 3] for i in range(8)),
+                            body, len(body) + 4, -1, slots),
+                min(self.stored + elapsed + 1, self.expires))
 
     def render_stale(self, query: bytes, qend: int, payload: int, tcp: bool, max_udp: int) -> bytes:
         """This reply with every TTL set to ``STALE_TTL`` (RFC 8767 serve-stale)."""
@@ -203,6 +220,8 @@ def _lifetime(found: wire.Scan) -> int | None:
 
 def _repack_without_opt(reply: bytes) -> bytes:
     """Re-encode a reply whose OPT is not its last record, without the OPT (rare)."""
+    import dnslib  # rare: imported when first needed
+
     try:
         record = dnslib.DNSRecord.parse(reply)
     except Exception as e:  # dnslib raises several types; all mean "malformed"
