@@ -464,56 +464,76 @@ def test_values_yaml_comments_every_key() -> None:
     assert missing == []
 
 
-# The other way to deploy: the sidecar example (the Corefile: tests/test_corefile.py).
+# The other way to deploy: the sidecar examples (the Corefile: tests/test_corefile.py).
+# deployment.yaml is the light sidecar (role forwarder: no watch, no token, no RBAC);
+# watching-resolver.yaml the resolver with its own watch (and the chart's RBAC).
 
 SIDECAR = ROOT / "config" / "sidecar" / "deployment.yaml"
+WATCHING = ROOT / "config" / "sidecar" / "watching-resolver.yaml"
 
 
-def sidecar_objects() -> list[dict[str, Any]]:
-    text = SIDECAR.read_text(encoding="utf-8")
+def sidecar_objects(path: Path = SIDECAR) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def test_sidecar_manifests_validate_strict() -> None:
-    objs = sidecar_objects()
-    assert {o["kind"] for o in objs} == {
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "ConfigMap",
-        "Deployment",
-    }
+# The light sidecar needs no ServiceAccount, ClusterRole or binding (it reads nothing
+# from the API); the watching one keeps all five kinds. Both validate strictly.
+@pytest.mark.parametrize(("path", "kinds"), [
+    (SIDECAR, {"ConfigMap", "Deployment"}),
+    (WATCHING, {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
+                "Deployment"}),
+])
+def test_sidecar_manifests_validate_strict(path: Path, kinds: set[str]) -> None:
+    objs = sidecar_objects(path)
+    assert {o["kind"] for o in objs} == kinds
     for obj in objs:
         kv.validate(obj, KUBE_VERSION, strict=True)
 
 
-def test_sidecar_pod_resolves_through_mcdns(tmp_path: Path) -> None:
-    objs = sidecar_objects()
+@pytest.mark.parametrize(("path", "role"), [(SIDECAR, "forwarder"), (WATCHING, "resolver")])
+def test_sidecar_pod_resolves_through_mcdns(tmp_path: Path, path: Path, role: str) -> None:
+    objs = sidecar_objects(path)
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert pod["dnsPolicy"] == "None"
     assert pod["dnsConfig"]["nameservers"] == ["127.0.0.1"]
     assert pod["dnsConfig"]["searches"][1:] == ["svc.cluster.local", "cluster.local"]
-    assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
     (sidecar,) = pod["initContainers"]
     assert sidecar["restartPolicy"] == "Always"
-    assert sidecar["args"][:3] == ["serve", "--role", "resolver"]
+    assert sidecar["args"] == ["serve", "--config", "/etc/mcdns/mcdns.yaml"]
     assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] is True
-    path = tmp_path / "mcdns.yaml"
-    path.write_text(one(objs, "ConfigMap")["data"]["mcdns.yaml"], encoding="utf-8")
-    check_config(path)
-    cfg = mcdns_config.load(path, {"role": "resolver"})
+    cfg_path = tmp_path / "mcdns.yaml"
+    cfg_path.write_text(one(objs, "ConfigMap")["data"]["mcdns.yaml"], encoding="utf-8")
+    check_config(cfg_path)
+    cfg = mcdns_config.load(cfg_path)  # the role is in the file: check-config saw it
+    assert cfg.role == role
     assert [str(a) for a in cfg.listen] == ["127.0.0.1:53"]
     assert cfg.upstreams, "a sidecar cannot use the pod's resolv.conf (it names mcdns)"
+    assert cfg.autopath and not cfg.search, "autopath reads the pod's own search line"
+    if role == "resolver":  # the watch needs the ServiceAccount's token
+        assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
+        return
+    # The light sidecar: no token in the pod, nothing to read it with, and (with no
+    # HTTP port, to keep aiohttp out of its memory) a startup probe over DNS.
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert cfg.cluster_upstreams and cfg.http is None
+    assert cfg.service_cidrs and cfg.pod_cidrs, "their reverse zones go to the central mcdns"
+    assert sidecar["startupProbe"]["exec"]["command"] == [
+        "mcdns", "explain", "version.bind", "--server", "127.0.0.1:53"]
 
 
 def test_sidecar_rbac_matches_chart(chart: Any) -> None:
-    """The sidecar reads what the chart reads; it records no Events (many pods would
-    record one failover many times), so it has the chart's role without them."""
+    """The watching sidecar reads what the chart reads; it records no Events (many pods
+    would record one failover many times), so it has the chart's role without them. The
+    light sidecar (deployment.yaml) reads nothing: no RBAC at all."""
     chart_role = one(objects(render(chart, VALUE_SETS["no-events"])), "ClusterRole")
-    sidecar_role = one(sidecar_objects(), "ClusterRole")
-    text = one(sidecar_objects(), "ConfigMap")["data"]["mcdns.yaml"]
+    sidecar_role = one(sidecar_objects(WATCHING), "ClusterRole")
+    text = one(sidecar_objects(WATCHING), "ConfigMap")["data"]["mcdns.yaml"]
     assert yaml.safe_load(text)["events"] is False
     assert sidecar_role["rules"] == chart_role["rules"]
-    binding = one(sidecar_objects(), "ClusterRoleBinding")
+    binding = one(sidecar_objects(WATCHING), "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == sidecar_role["metadata"]["name"]
+    light = {o["kind"] for o in sidecar_objects(SIDECAR)}
+    assert not light & {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                        "ClusterRoleBinding"}
