@@ -69,6 +69,9 @@ def test_cluster_names_come_from_the_stub_other_names_from_upstream(knot: Knot) 
         assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.RA
         assert address(fwd) == IMPORT_IP  # the stub's decision: local pods down
         assert fwd.query("nope.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN
+        # zone transfers are refused here, not passed on (a REFUSED from the stub would
+        # count as a failing upstream)
+        assert fwd.query("cluster.local", "AXFR", tcp=True).rcode() == dns.rcode.REFUSED
         assert knot.queries() == before, "a cluster name went to the cluster DNS"
         assert address(fwd, f"www.{ZONE}") == "192.0.2.1"
         assert knot.queries() == before + 1

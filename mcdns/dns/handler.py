@@ -241,12 +241,12 @@ class Handler:
             return REFUSED
         if not zone.claimed:
             return self._unclaimed(name, key, qtype, qclass)
+        if qtype in (T_AXFR, T_IXFR):
+            return REFUSED
         if self._cluster:  # forwarder role: the cluster resolver answers the zones
             if self.fw.autopath is not None and self.fw.autopath.applies(name):
                 return AUTOPATH if walk else CLUSTER
             return self._away(key, True) if qclass == CLASS_IN else REFUSED
-        if qtype in (T_AXFR, T_IXFR):
-            return REFUSED
         e = table.entries.get(key) or self._negatives.get(key)
         if e is not None:
             return e
