@@ -231,3 +231,33 @@ print(sorted(m for m in ("aiohttp", "prometheus_client", "kubernetes_asyncio")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fresh_forwarded_answers_take_the_hot_path(knot: Knot) -> None:
+    """A cached answer asked again (lower case, no DO bit) is served by the handler's hot
+    path, as stored answers are: the resolver is not called, the cache hit is counted,
+    and the answer leaves the hot path when its TTL runs out."""
+    with running(make_config(state=str(DEMO_STATE), ttl=1)) as stub, \
+            running(forwarder_config(stub, knot)) as fwd:
+        res = fwd.app.forwarder
+        assert res is not None
+        assert address(fwd) == IMPORT_IP and address(fwd, f"www.{ZONE}") == "192.0.2.1"
+        assert address(fwd) == IMPORT_IP  # a cache hit, published for the hot path
+        calls: list[bytes] = []
+        real = res.answer
+
+        def answer(wire: bytes, qkey: bytes, tcp: bool, cluster: bool = False) -> object:
+            calls.append(qkey)
+            return real(wire, qkey, tcp, cluster)
+
+        fwd.call(lambda: setattr(res, "answer", answer))
+        hits = res.stats.hits
+        for _ in range(5):
+            reply = fwd.query(SERVE)
+            assert reply.answer[0][0].address == IMPORT_IP and reply.answer[0].ttl <= 1
+            assert reply.flags & dns.flags.RA and not reply.flags & dns.flags.AA
+        assert calls == [] and res.stats.hits == hits + 5
+        assert fwd.query(SERVE, want_dnssec=True).answer  # DO: through the resolver
+        assert len(calls) == 1
+        time.sleep(1.1)  # the stub's TTL: the next query asks the stub again
+        assert address(fwd) == IMPORT_IP and len(calls) == 2
