@@ -73,6 +73,8 @@ class App:
         self.compiler = Compiler(cfg, self.store)
         if forwarder is None and cfg.role != "stub":
             forwarder = Resolver(cfg)  # raises ConfigError when no upstream is usable
+        for up in forwarder.upstreams if forwarder is not None and cfg.upstream_tcp else ():
+            up.tcp = True  # upstream_tcp: every upstream over TCP only
         self.forwarder = forwarder
         self.handler = Handler(cfg, self.compiler, forwarder, count=cfg.metrics)
         self.rrl = RRL(cfg) if cfg.rrl_responses_per_second else None

@@ -50,9 +50,12 @@ FLAGS: dict[str, tuple[str, bool]] = {
     "--log-format": ("log_format", False),
     "--log-level": ("log_level", False),
     "--workers": ("workers", False),
+    "--allow": ("allow", True),
+    "--upstream-tcp": ("upstream_tcp", False),
 }
 INT_KEYS = {"ttl", "workers"}
 FLOAT_KEYS = {"failback_delay"}
+BOOL_KEYS = {"upstream_tcp"}
 
 
 def key_docs() -> dict[str, str]:
@@ -80,12 +83,14 @@ def _metavar(key: str) -> str:
         return "HOST:PORT"
     if key in ("state", "kubeconfig", "resolv_conf"):
         return "FILE"
-    if key.endswith("_cidrs"):
+    if key.endswith("_cidrs") or key == "allow":
         return "CIDR"
     if key in INT_KEYS:
         return "N"
     if key in FLOAT_KEYS:
         return "SECONDS"
+    if key in BOOL_KEYS:
+        return "true|false"
     return key.upper().removesuffix("S") if key == "namespaces" else key.upper()
 
 
@@ -123,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
             kw["type"] = int
         if key in FLOAT_KEYS:
             kw["type"] = float
+        if key in BOOL_KEYS:
+            kw["type"] = _flag_bool
         s.add_argument(flag, **kw)
     s.add_argument("--query-log", dest="query_log", action="store_true", default=None,
                    help="log queries (sampled)")
@@ -141,6 +148,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--state", metavar="FILE",
                    help="also validate this state file (default: the config's state key)")
     return p
+
+
+def _flag_bool(text: str) -> bool:
+    """A boolean flag's value: true or false (any case)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text.lower() == "true"
 
 
 def overrides(ns: argparse.Namespace) -> dict[str, Any]:

@@ -125,6 +125,8 @@ class Config:
     """Resolver role: file read for upstreams when none are configured."""
     upstream_timeout: float = 2.0
     """Resolver role: seconds to wait for one upstream before trying the next."""
+    upstream_tcp: bool = False
+    """Resolver roles: ask upstreams over TCP only (CoreDNS's force_tcp; node-local mode)."""
     cache_size: int = 10000
     """Resolver role: most entries the forwarding cache holds."""
     cache_min_ttl: int = 0
@@ -329,7 +331,7 @@ def _coerce(key: str, value: Any) -> Any:
                 return parse_preference(value)
             except ValueError as e:
                 raise ConfigError(key, str(e)) from None
-        case "query_log" | "metrics" | "udp_batch" | "events" | "autopath":
+        case "query_log" | "metrics" | "udp_batch" | "events" | "autopath" | "upstream_tcp":
             return _bool(value, key)
         case _ if key in INT_RANGES:
             return _number(value, key, *INT_RANGES[key])

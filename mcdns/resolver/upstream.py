@@ -6,7 +6,9 @@ resolv.conf points at 127.0.0.1 would forward to itself forever. Each exchange u
 connected UDP socket (so a fresh kernel-chosen random source port, and the kernel drops
 datagrams from other addresses) and a random ID; replies that do not match the ID and
 question are ignored, and the wait goes on until the timeout. A truncated reply is asked
-again over TCP.
+again over TCP. An upstream marked ``tcp`` (``upstream_tcp``, CoreDNS's ``force_tcp``) is
+asked over TCP only, a new connection per exchange: a node-local mcdns reaches the cluster
+DNS through kube-proxy's DNAT, where UDP queries race for conntrack entries.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Upstream:
     addr: HostPort
     stats: UpstreamStats = field(default_factory=UpstreamStats)
     failed_until: float = 0.0
+    tcp: bool = False
+    """Ask over TCP only (``upstream_tcp``)."""
 
     @property
     def name(self) -> str:
@@ -125,8 +129,8 @@ async def exchange(up: Upstream, qkey: bytes, do: bool, timeout: float) -> bytes
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            reply = await _udp(up, qkey, do)
-        if reply[2] & 0x02:  # TC
+            reply = await (_tcp(up.addr, qkey, do) if up.tcp else _udp(up, qkey, do))
+        if reply[2] & 0x02 and not up.tcp:  # TC
             up.stats.tcp_retries += 1
             async with asyncio.timeout(timeout):
                 reply = await _tcp(up.addr, qkey, do)
