@@ -1,4 +1,5 @@
-"""Command line: ``mcdns serve``, ``mcdns check-config``, ``mcdns --version``.
+"""Command line: ``mcdns serve``, ``mcdns check-config``, ``mcdns --version``, and
+``mcdns setup-interface`` (the node-local DaemonSet's init container).
 
 Flags map one to one onto config keys and override the file. Every user error (config,
 state file) ends here as one line naming the key or object and the problem, exit code 2.
@@ -98,6 +99,7 @@ SUBCOMMANDS = {
     "serve": "run the DNS server (flags override the config file)",
     "explain": "ask a running mcdns why a name answers what it answers",
     "check-config": "validate a config file (and a state file) and exit",
+    "setup-interface": "node-local mode: put the addresses on an interface",
 }
 
 
@@ -147,6 +149,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("file", help="the config file (YAML)")
     c.add_argument("--state", metavar="FILE",
                    help="also validate this state file (default: the config's state key)")
+    n = sub.add_parser("setup-interface", help=SUBCOMMANDS["setup-interface"], description=(
+        "Node-local mode (the DaemonSet's init container, with NET_ADMIN): put each "
+        "address on a dummy interface, created and brought up if missing, or on lo when "
+        "the kernel has no dummy link type; an address already on the node is left as it "
+        "is. The addresses stay when mcdns stops; --remove takes them away."))
+    n.add_argument("--address", action="append", required=True, metavar="IP",
+                   help="an address to put in place, e.g. 169.254.20.10. Repeatable.")
+    n.add_argument("--interface", default="mcdns0", metavar="NAME",
+                   help="the dummy interface to hold them (default: %(default)s)")
+    n.add_argument("--remove", action="store_true",
+                   help="remove the addresses instead, and the interface once it is empty")
     return p
 
 
@@ -155,6 +168,29 @@ def _flag_bool(text: str) -> bool:
     if text.lower() not in ("true", "false"):
         raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
     return text.lower() == "true"
+
+
+def setup_interface_cmd(addresses: list[str], interface: str, remove: bool) -> int:
+    """Put the node-local addresses in place (or take them away), one line a step."""
+    from mcdns.ops.netlink import LocalAddresses, check_interface_name, parse_addresses
+
+    try:
+        ips = parse_addresses(addresses)
+    except ValueError as e:
+        raise ConfigError("--address", str(e)) from None
+    try:
+        local = LocalAddresses(ips, check_interface_name(interface))
+    except ValueError as e:
+        raise ConfigError("--interface", str(e)) from None
+    try:
+        if remove:
+            local.remove()
+        else:
+            local.setup()
+    finally:
+        for line in local.done:
+            print(f"mcdns: {line}", flush=True)
+    return 0
 
 
 def overrides(ns: argparse.Namespace) -> dict[str, Any]:
@@ -197,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "explain":
             return explain_cmd(args.name, args.server)
+        if args.command == "setup-interface":
+            return setup_interface_cmd(args.address, args.interface, args.remove)
         flags = overrides(args)
         cfg = load(args.config, flags)
         setup_logging(cfg.log_format, cfg.log_level)
