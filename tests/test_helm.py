@@ -68,7 +68,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
                     "dashboard": {"enabled": True, "annotations": {"grafana_folder": "DNS"}}},
     },
+    # The DaemonSet instead of the Deployment (tests/test_nodelocal.py runs the mode).
+    "node-local": {
+        "nodeLocal": {"enabled": True, "clusterDNS": "10.96.0.10"},
+        "config": {"events": False, "pod_cidrs": ["10.244.0.0/16"]},
+    },
 }
+WORKLOADS = {"node-local": "DaemonSet"}  # every other value set: the Deployment
+DEPLOYMENT_SETS = sorted(n for n in VALUE_SETS if n not in WORKLOADS)
 
 RBAC_RULES = {
     ("", "services"),
@@ -146,7 +153,8 @@ def test_kubernetes_validate_rejects_unknown_fields(chart: Any) -> None:
 def test_render_validates_strict(chart: Any, name: str) -> None:
     objs = objects(render(chart, VALUE_SETS[name]))
     kinds = {o["kind"] for o in objs}
-    assert {"Deployment", "Service", "ConfigMap"} <= kinds
+    assert {WORKLOADS.get(name, "Deployment"), "Service", "ConfigMap"} <= kinds
+    assert len(kinds & {"Deployment", "DaemonSet"}) == 1
     for obj in objs:
         if obj["kind"] in CRD_KINDS:
             continue
@@ -199,7 +207,7 @@ def test_binding_names_the_pods_service_account(chart: Any) -> None:
     assert pod["serviceAccountName"] == account
 
 
-@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+@pytest.mark.parametrize("name", DEPLOYMENT_SETS)  # node-local: test_node_local_pod_security
 def test_pod_security(chart: Any, name: str) -> None:
     pod = one(objects(render(chart, VALUE_SETS[name])), "Deployment")["spec"]["template"]["spec"]
     assert pod["dnsPolicy"] == "Default"
@@ -537,3 +545,142 @@ def test_sidecar_rbac_matches_chart(chart: Any) -> None:
     light = {o["kind"] for o in sidecar_objects(SIDECAR)}
     assert not light & {"ServiceAccount", "Role", "RoleBinding", "ClusterRole",
                         "ClusterRoleBinding"}
+
+
+# Node-local mode (nodeLocal.enabled, docs/node-local.md): a DaemonSet on the host
+# network instead of the Deployment, as NodeLocal DNSCache runs.
+
+NODE_LOCAL = VALUE_SETS["node-local"]
+# Ports already taken on a node: NodeLocal DNSCache (9253 metrics, 8080 health),
+# node-exporter, CoreDNS's metrics, the kubelet and kube-proxy.
+NODE_PORTS = {9253, 8080, 9100, 9153, *range(10248, 10257)}
+
+
+def node_local_pod(chart: Any, values: dict[str, Any] = NODE_LOCAL) -> dict[str, Any]:
+    pod: dict[str, Any] = one(objects(render(chart, values)), "DaemonSet")["spec"]["template"]
+    return pod["spec"]
+
+
+def test_node_local_daemonset_shape(chart: Any) -> None:
+    objs = objects(render(chart, NODE_LOCAL))
+    assert not by_kind(objs, "Deployment") and not by_kind(objs, "HorizontalPodAutoscaler")
+    ds = one(objs, "DaemonSet")
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxUnavailable": "10%"}}
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
+    assert pod["priorityClassName"] == "system-node-critical"
+    # every node, as NodeLocal's DaemonSet: every NoSchedule and NoExecute taint
+    assert {"effect": "NoSchedule", "operator": "Exists"} in pod["tolerations"]
+    assert {"effect": "NoExecute", "operator": "Exists"} in pod["tolerations"]
+    (init,) = pod["initContainers"]
+    assert init["args"] == ["setup-interface", "--address", "169.254.20.10",
+                            "--interface", "mcdns0"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in container["ports"]}
+    assert ports == {"dns-local": (53, "UDP"), "dns-local-tcp": (53, "TCP"),
+                     "http": (9254, "TCP")}
+    assert 9254 not in NODE_PORTS
+    # liveness through the node-local address (a node that lost it restarts mcdns)
+    assert container["livenessProbe"]["httpGet"] == {
+        "host": "169.254.20.10", "path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["resources"]["requests"]["cpu"] == "25m"
+    config = ds["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert re.fullmatch(r"[0-9a-f]{64}", config)
+
+
+def test_node_local_pod_security(chart: Any) -> None:
+    """NET_ADMIN only in the init container that puts the address on the interface,
+    NET_BIND_SERVICE only in the server (port 53); nothing else, read-only, no
+    escalation. Both are uid 0, as NodeLocal's: capabilities.add reaches a non-root
+    process only on some container runtimes."""
+    pod = node_local_pod(chart)
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    (init,) = pod["initContainers"]
+    (server,) = pod["containers"]
+    for container, cap in ((init, "NET_ADMIN"), (server, "NET_BIND_SERVICE")):
+        sc = container["securityContext"]
+        assert sc["capabilities"] == {"drop": ["ALL"], "add": [cap]}, container["name"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert sc["runAsUser"] == 0 and "privileged" not in sc
+    assert pod["automountServiceAccountToken"] is True  # the watch
+
+
+def test_node_local_effective_config(chart: Any, tmp_path: Path) -> None:
+    """The ConfigMap with the DaemonSet's arguments over it (as `mcdns serve` reads
+    them): role resolver on the link-local address, other names to the cluster DNS over
+    TCP, pods allowed by their CIDR, no Events."""
+    from mcdns import cli
+
+    (server,) = node_local_pod(chart)["containers"]
+    args = cli.parser().parse_args(server["args"])
+    path = tmp_path / "mcdns.yaml"
+    path.write_text(config_text(chart, NODE_LOCAL), encoding="utf-8")
+    check_config(path)
+    assert args.config == "/etc/mcdns/mcdns.yaml"
+    cfg = mcdns_config.load(path, cli.overrides(args))
+    assert cfg.role == "resolver"
+    assert [str(a) for a in cfg.listen] == ["169.254.20.10:53"]
+    assert str(cfg.http) == "0.0.0.0:9254"
+    assert [str(u) for u in cfg.upstreams] == ["10.96.0.10:53"] and cfg.upstream_tcp
+    assert cfg.allow == ("10.244.0.0/16", "127.0.0.0/8", "::1/128", "169.254.20.10/32")
+    assert cfg.events is False and cfg.kubeconfig is None and cfg.state is None
+
+
+def test_node_local_ipv6_and_own_allow(chart: Any) -> None:
+    values = {"nodeLocal": {"enabled": True, "address": "fd00:10::a", "clusterDNS": "fd00::10",
+                            "upstreamTCP": False},
+              "config": {"events": False, "allow": ["fd00:244::/56"]}}
+    pod = node_local_pod(chart, values)
+    (server,) = pod["containers"]
+    args = server["args"]
+    assert args[args.index("--listen") + 1] == "[fd00:10::a]:53"
+    assert args[args.index("--http") + 1] == "[::]:9254"
+    assert args[args.index("--upstream-tcp") + 1] == "false"
+    assert "--allow" not in args  # config.allow, from the ConfigMap, is the user's
+    assert pod["initContainers"][0]["args"][2] == "fd00:10::a"
+    for obj in objects(render(chart, values)):
+        if obj["kind"] not in CRD_KINDS:
+            kv.validate(obj, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ({"nodeLocal": {"enabled": True}, "config": {"events": False, "pod_cidrs": ["10.0.0.0/8"]}},
+     r"nodeLocal\.clusterDNS is required"),
+    ({"nodeLocal": {"enabled": True, "clusterDNS": "169.254.20.10"},
+      "config": {"events": False, "pod_cidrs": ["10.0.0.0/8"]}}, "forward to itself"),
+    ({"nodeLocal": {"enabled": True, "clusterDNS": "10.96.0.10"}, "config": {"events": False}},
+     r"config\.pod_cidrs \(or config\.allow\)"),
+    ({"nodeLocal": {"enabled": True, "clusterDNS": "10.96.0.10"},
+      "config": {"pod_cidrs": ["10.0.0.0/8"]}}, r"config\.events=false"),
+    ({**NODE_LOCAL, "hpa": {"enabled": True}}, r"hpa\.enabled=false"),
+    ({"nodeLocal": {"enabled": True, "interface": "eth0:1"}}, "interface"),
+], ids=["no-cluster-dns", "self", "no-allow", "events", "hpa", "bad-interface"])
+def test_node_local_needs_what_it_cannot_guess(chart: Any, values: dict[str, Any],
+                                                problem: str) -> None:
+    with pytest.raises(helm.HelmError, match=problem):
+        render(chart, values)
+
+
+def test_node_local_service_carries_only_metrics(chart: Any) -> None:
+    """DNS is on each node's link-local address: the release's Service names DNS target
+    ports no node-local pod has (so it gets no DNS endpoints), and its metrics port
+    reaches the pods' HTTP port, for the ServiceMonitor."""
+    objs = objects(render(chart, {**NODE_LOCAL, "metrics": {"serviceMonitor": {
+        "enabled": True}}}))
+    pod_ports = {p["name"] for c in one(objs, "DaemonSet")["spec"]["template"]["spec"][
+        "containers"] for p in c["ports"]}
+    targets = {p["name"]: p["targetPort"] for p in one(objs, "Service")["spec"]["ports"]}
+    assert targets["metrics"] in pod_ports
+    assert not {targets["dns"], targets["dns-tcp"]} & pod_ports
+    assert one(objs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_node_local_notes_point_kubelet_at_the_address(chart: Any) -> None:
+    text = notes(render(chart, NODE_LOCAL))
+    assert "clusterDNS:\n    - 169.254.20.10" in text and "--cluster-dns=169.254.20.10" in text
+    assert "rollout status daemonset/dns-mcdns" in text and "over TCP" in text
+    assert "forward ." not in text and "Corefile" not in text  # CoreDNS is not rewired
