@@ -19,15 +19,19 @@ TIME_FIRST_NS = TIME_BUCKETS_NS[0]
 SIZE_BUCKETS = (0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0,
                 16e3, 32e3, 48e3, 64e3)
 """CoreDNS's request and response size buckets (plugin/metrics/vars/vars.go)."""
+QUERY_CLOCK = [0]
+"""The query path's clock (``time.perf_counter_ns``) at the start of the answer being
+built: a listener sets it as it takes a datagram (a batch of them: once, for the first),
+the handler reads it as the answer's start and leaves its own end in it, where the next
+answer of a batch starts. One clock read an answer, not two; one per process, as the
+clock itself (servers on several threads of one process, as in tests, share it and their
+times can be off by each other's)."""
 PROGRAMMING_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                       10.0)
 
 SIZE_SLOTS = len(SIZE_BUCKETS) + 1  # +Inf last
 SIZE_INDEX = bytes(bisect_left(SIZE_BUCKETS, n) for n in range(65536))
 """A DNS message's size (at most 65,535 octets) -> its size bucket, one lookup."""
-SIZE_ROW = bytes(i * SIZE_SLOTS for i in SIZE_INDEX)
-"""The same, times ``SIZE_SLOTS``: the row of a request size in a request x response
-grid of counts (14 * 15 fits a byte)."""
 
 
 class Histogram:

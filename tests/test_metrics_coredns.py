@@ -381,3 +381,26 @@ def test_coredns_dashboard_queries_with_the_prefix_swapped(demo_http: Running) -
     p99 = {g: histogram_quantile(0.99, b) for g, b in groups.items() if b[math.inf]}
     assert set(p99) == {(f"dns://127.0.0.1:{demo_http.port}", "cluster.local.")}
     assert all(0 < v <= 8.192 for v in p99.values()), p99
+
+
+def test_slots_count_sizes_and_times_in_coredns_s_buckets() -> None:
+    """The counters alone: one answer in each of three time buckets, sizes at the bounds
+    (a size equal to a bound counts in it, as Prometheus's ``le``)."""
+    from mcdns.answers.slots import GRID, GRID_CELLS, LAT, LAT_NS, Q_BYTES, R_BYTES, Slots
+    from mcdns.histogram import SIZE_BUCKETS, SIZE_SLOTS, TIME_BUCKETS
+
+    slots = Slots()
+    s = slots.slot(0, 1, 0, 0, False)
+    for qsize, rsize, ns in ((100, 101, 1_000), (101, 511, 300_000), (40, 65535, 10**10)):
+        slots.record(s, False, qsize, rsize, ns)
+    ((key, v6, block),) = slots.blocks()
+    assert key == (0, 1, 0, 0, False) and not v6
+    assert (block[Q_BYTES], block[R_BYTES], block[LAT_NS]) == (241, 66147, 10**10 + 301_000)
+    times = block[LAT:LAT + len(TIME_BUCKETS) + 1]
+    assert times[0] == times[1] == times[-1] == 1 and sum(times) == 3  # 250 us, 500 us, +Inf
+    grid = block[GRID:GRID + GRID_CELLS]
+    requests = [sum(grid[r * SIZE_SLOTS:(r + 1) * SIZE_SLOTS]) for r in range(SIZE_SLOTS)]
+    responses = [sum(grid[c::SIZE_SLOTS]) for c in range(SIZE_SLOTS)]
+    le = [*SIZE_BUCKETS, math.inf]
+    assert {le[i]: n for i, n in enumerate(requests) if n} == {100: 2, 200: 1}
+    assert {le[i]: n for i, n in enumerate(responses) if n} == {200: 1, 511: 1, math.inf: 1}

@@ -1,19 +1,20 @@
-"""The query counters: metrics label combinations as small ints, and one flat list of counts.
+"""The query counters: metrics label combinations as small ints, and a block of counts each.
 
 Every compiled answer carries its (UDP, TCP) slot, so counting a query on the hot path
-is a few list increments at fixed offsets from the slot's base, no objects, no calls.
-The table owns the registry (it hands the slots to the answers it encodes); the handler
-counts into ``data``; the metrics collector reads ``blocks()`` at scrape time.
+is a few increments of one short list at fixed indices: no objects, no calls. The table
+owns the registry (it hands the slots to the answers it encodes); the handler counts
+into ``data``; the metrics collector reads ``blocks()`` at scrape time.
 
-One slot is (zone index, qtype, rcode, tag, TCP). Its block in ``data`` holds, for each
-address family of the client (IPv4 first, then IPv6, ``FAMILY`` apart):
+One slot is (zone index, qtype, rcode, tag, TCP); ``data[slot]`` is its block for IPv4
+clients, ``data[slot + FAMILY]`` for IPv6 ones. A block holds:
 
-- ``GRID`` counts by request size bucket x response size bucket (CoreDNS's size buckets;
-  a query is one count, so the block's requests are the grid's sum);
-- the request and the response bytes (``Q_BYTES``, ``R_BYTES``: the histograms' sums);
-- ``LAT_SLOTS`` counts by time to answer (CoreDNS's time buckets) and their sum in ns;
-  the first bucket's count is left at 0: it is the grid's sum minus the others' (nearly
-  every answer takes less than its 250 us, and so costs no increment here).
+- the request and the response bytes (``Q_BYTES``, ``R_BYTES``: the histograms' sums)
+  and the nanoseconds the answers took (``LAT_NS``);
+- ``LAT_SLOTS`` counts by time to answer (CoreDNS's time buckets) from ``LAT``; the first
+  bucket's count is left at 0: it is the grid's sum minus the others' (nearly every answer
+  takes less than its 250 us, and so costs no increment here);
+- ``GRID_CELLS`` counts by request size bucket x response size bucket (CoreDNS's size
+  buckets) from ``GRID``: a query is one count, so the block's requests are the grid's sum.
 
 Bounded: zones x counted types x rcodes x tags x protocols, times two families.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from mcdns.histogram import SIZE_INDEX, SIZE_ROW, SIZE_SLOTS, TIME_BUCKETS_NS, TIME_FIRST_NS
+from mcdns.histogram import SIZE_INDEX, SIZE_SLOTS, TIME_BUCKETS_NS, TIME_FIRST_NS
 
 SlotKey = tuple[int, int, int, int, bool]
 """Zone index (-1: outside every zone), qtype (0: other), rcode, tag, over TCP."""
@@ -45,22 +46,26 @@ QTYPE_LABELS = {1: "A", 28: "AAAA", 5: "CNAME", 48: "DNSKEY", 43: "DS", 15: "MX"
 count as 0, "other"."""
 COUNTED_TYPES = frozenset(QTYPE_LABELS)
 
-GRID = SIZE_SLOTS * SIZE_SLOTS
-Q_BYTES, R_BYTES = GRID, GRID + 1
-LAT = GRID + 2
+Q_BYTES, R_BYTES, LAT_NS = 0, 1, 2
+LAT = 3
 LAT_SLOTS = len(TIME_BUCKETS_NS) + 1  # +Inf last
-LAT_NS = LAT + LAT_SLOTS
-FAMILY = LAT_NS + 1  # from a block's IPv4 counts to its IPv6 ones
-WIDTH = 2 * FAMILY  # a slot's block
+GRID = LAT + LAT_SLOTS
+GRID_CELLS = SIZE_SLOTS * SIZE_SLOTS
+BLOCK = GRID + GRID_CELLS
+FAMILY = 1  # from a slot's IPv4 block to its IPv6 one
+GRID_ROW = bytes(GRID + i * SIZE_SLOTS for i in SIZE_INDEX)
+"""A request's size (at most 65,535 octets) -> the start of its row in the grid."""
+GRID_COL = SIZE_INDEX
+"""A response's size -> its column."""
 
 
 class Slots:
-    """Label combinations -> slot (the offset of its block in ``data``), and the counts."""
+    """Label combinations -> slot (the index of its first block in ``data``), the counts."""
 
     def __init__(self) -> None:
         self.index: dict[SlotKey, int] = {}
         self.labels: list[SlotKey] = []
-        self.data: list[int] = []
+        self.data: list[list[int]] = []
         self.panics = 0
         """Exceptions caught while answering (the answer was SERVFAIL)."""
         self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
@@ -69,9 +74,9 @@ class Slots:
         key = (zone, qtype if qtype in COUNTED_TYPES else 0, rcode & 0x0F, tag, tcp)
         i = self.index.get(key)
         if i is None:
-            i = self.index[key] = len(self.labels) * WIDTH
+            i = self.index[key] = len(self.data)
             self.labels.append(key)
-            self.data.extend([0] * WIDTH)  # in place: the handler holds this list
+            self.data.extend(([0] * BLOCK, [0] * BLOCK))  # in place: the handler holds it
         return i
 
     def pair(self, zone: int, qtype: int, rcode: int, tag: int) -> tuple[int, int]:
@@ -81,34 +86,33 @@ class Slots:
         return self._pairs.setdefault(pair, pair)
 
     def key(self, slot: int) -> SlotKey:
-        return self.labels[slot // WIDTH]
+        return self.labels[slot // 2]
 
     def record(self, slot: int, v6: bool, qsize: int, rsize: int, ns: int) -> None:
         """Count one answer off the hot path (which does the same inline): its sizes in
         octets and the nanoseconds it took."""
-        d = self.data
-        b = slot + FAMILY if v6 else slot
-        d[b + SIZE_ROW[qsize] + SIZE_INDEX[rsize]] += 1
-        d[b + Q_BYTES] += qsize
-        d[b + R_BYTES] += rsize
-        d[b + LAT_NS] += ns
+        block = self.data[slot + FAMILY if v6 else slot]
+        block[GRID_ROW[qsize] + GRID_COL[rsize]] += 1
+        block[Q_BYTES] += qsize
+        block[R_BYTES] += rsize
+        block[LAT_NS] += ns
         if ns > TIME_FIRST_NS:
-            d[b + LAT + lat_bucket(ns)] += 1
+            late(block, ns)
 
     def blocks(self) -> Iterator[tuple[SlotKey, bool, list[int]]]:
         """(labels, IPv6, block) of every combination and family counted at least once;
-        each block is a copy, ``FAMILY`` long, its first time bucket filled in."""
+        each block is a copy, its first time bucket filled in."""
         data = list(self.data)
         for n, key in enumerate(list(self.labels)):
             for v6 in (False, True):
-                b = n * WIDTH + (FAMILY if v6 else 0)
-                block = data[b:b + FAMILY]
-                answers = sum(block[:GRID])
+                block = list(data[2 * n + v6])
+                answers = sum(block[GRID:])
                 if answers:
                     block[LAT] = answers - sum(block[LAT + 1:LAT + LAT_SLOTS])
                     yield key, v6, block
 
 
-def lat_bucket(ns: int) -> int:
-    """The time bucket of ``ns`` nanoseconds (the last one is +Inf)."""
-    return bisect_left(TIME_BUCKETS_NS, ns)
+def late(block: list[int], ns: int) -> None:
+    """Count an answer that took ``ns`` nanoseconds, more than the first time bucket's
+    250 us, in its bucket of ``block`` (the last one is +Inf)."""
+    block[LAT + bisect_left(TIME_BUCKETS_NS, ns)] += 1

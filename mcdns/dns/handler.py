@@ -29,7 +29,8 @@ from mcdns.answers.explain import explain
 from mcdns.answers.rdata import name_text, name_wire
 from mcdns.answers.slots import (
     FAMILY,
-    LAT,
+    GRID_COL,
+    GRID_ROW,
     LAT_NS,
     Q_BYTES,
     R_BYTES,
@@ -37,7 +38,7 @@ from mcdns.answers.slots import (
     TAG_CHAOS,
     TAG_FORWARD,
     TAG_SERVER,
-    lat_bucket,
+    late,
 )
 from mcdns.answers.table import LAZY_TYPES, NEGATIVE_CACHE_MAX
 from mcdns.answers.zone import Zone
@@ -56,7 +57,7 @@ from mcdns.dns.forwarding import (
 )
 from mcdns.dns.hooks import Response
 from mcdns.dns.names import namespace_of, pod_entry
-from mcdns.histogram import SIZE_INDEX, SIZE_ROW, TIME_FIRST_NS
+from mcdns.histogram import QUERY_CLOCK, TIME_FIRST_NS
 from mcdns.proto import (
     CLASS_ANY,
     CLASS_CH,
@@ -86,9 +87,7 @@ _IN = CLASS_IN.to_bytes(2, "big")
 _A_IN = b"\x00\x01" + _IN
 
 
-COUNTED, SERVER, CHAOS = -1, -2, -3
-"""What the full path says of its answer besides a slot: counted already (forwarded) or
-nothing to count; to count under the server itself (errors, refusals); a CHAOS answer."""
+COUNTED, SERVER, CHAOS = -1, -2, -3  # no slot: counted (or nothing), server's, CHAOS's
 
 
 class Handler:
@@ -98,7 +97,8 @@ class Handler:
                  count: bool = False) -> None:
         """``count``: count every answer in the table's query counters (``slots``), by
         the label slots stored answers carry, with its sizes and the time it took (from
-        here to the answer; forwarded ones until the upstream's reply is ready)."""
+        ``QUERY_CLOCK``, which the listeners start, to the answer; forwarded ones until the
+        upstream's reply is ready)."""
         self.cfg = cfg
         self.compiler = compiler
         self.table = compiler.table
@@ -113,7 +113,7 @@ class Handler:
         self.reconfigure(cfg)
         self._hostname = socket.gethostname().encode()[:255]
         self.slots = self.table.slots
-        self.stats: list[int] | None = self.slots.data if count else None
+        self.stats: list[list[int]] | None = self.slots.data if count else None
         families = {":" in hp.host for hp in cfg.listen}  # the offset of the clients' family
         self._fam = -1 if len(families) > 1 else FAMILY if True in families else 0  # -1: ask
 
@@ -139,7 +139,6 @@ class Handler:
         if n < 12:
             return None
         st = self.stats
-        t0 = _clock() if st is not None else 0
         fwd = self.forwarder
         if (wire[2] & 0xF8) == 0 and (fwd is None or fwd.allowed(peer)):
             # A query with one question, as sent (names are stored in lower case, so a
@@ -167,7 +166,7 @@ class Handler:
                     key = name + wire[qend:qend + 4]
                     e = self._entries.get(key) or self._negatives.get(key)
                     if e is None and key in self._outside:  # the third memo: forward
-                        return self._forward(wire, key, tcp, peer, t0)
+                        return self._forward(wire, key, tcp, peer)
                     if e is None and wire[qend + 2:qend + 4] == _IN:
                         try:
                             got = self._resolve(name, key, (wire[qend] << 8) | wire[qend + 1],
@@ -175,7 +174,7 @@ class Handler:
                         except Exception:  # the full path answers SERVFAIL, and logs
                             got = None
                         if got is FORWARD:
-                            return self._forward(wire, key, tcp, peer, t0)
+                            return self._forward(wire, key, tcp, peer)
                         if type(got) is Entry:
                             e = got
                 if e is not None:
@@ -188,15 +187,17 @@ class Handler:
                             max(UDP_MIN, (wire[qend + 7] << 8) | wire[qend + 8]), self.max_udp))
                     if fits:
                         if st is not None:  # Slots.record's steps, inline: sizes, then time
-                            b = self._fam
-                            b = e.slots[tcp] + (b if b >= 0 else FAMILY if ":" in peer else 0)
-                            st[b + SIZE_ROW[n] + SIZE_INDEX[size]] += 1
-                            st[b + Q_BYTES] += n
-                            st[b + R_BYTES] += size
-                            t0 = _clock() - t0
-                            st[b + LAT_NS] += t0
-                            if t0 > TIME_FIRST_NS:  # the first bucket is counted by the grid
-                                st[b + LAT + lat_bucket(t0)] += 1
+                            b = self._fam  # else an IPv6 client's block (FAMILY is 1)
+                            blk = st[e.slots[tcp] + (b if b >= 0 else ":" in peer)]
+                            blk[GRID_ROW[n] + GRID_COL[size]] += 1
+                            blk[Q_BYTES] += n
+                            blk[R_BYTES] += size
+                            t0 = _clock()  # this answer's end, the next one's start
+                            b = t0 - QUERY_CLOCK[0]
+                            QUERY_CLOCK[0] = t0
+                            blk[LAT_NS] += b
+                            if b > TIME_FIRST_NS:  # the first bucket is counted by the grid
+                                late(blk, b)
                         if not edns:
                             return (wire[:2] + e.heads[(wire[2] & 1) | ((wire[3] & 0x10) >> 3)
                                                        | self._ra4] + question + e.body)
@@ -204,15 +205,18 @@ class Handler:
                                                         | self._ra4]
                                 + question + e.body + self._opt[wire[qend + 11] >> 7])
         try:
-            resp, slot = self._full(wire, peer, tcp, t0)
+            resp, slot = self._full(wire, peer, tcp)
         except Exception:  # mcdns_panics_total: a bug, answered SERVFAIL
             log.exception("error answering a query; SERVFAIL")
             self.slots.panics += 1
             resp, slot = w.header_only(wire, RCODE_SERVFAIL, self.ra), SERVER
-        if st is not None and slot != COUNTED and type(resp) is bytes:
-            if slot < 0:
-                slot = self._slot_of(resp, tcp, TAG_CHAOS if slot == CHAOS else TAG_SERVER)
-            self.slots.record(slot, ":" in peer, n, len(resp), _clock() - t0)
+        if st is not None:
+            t0 = _clock()
+            if slot != COUNTED and type(resp) is bytes:
+                if slot < 0:
+                    slot = self._slot_of(resp, tcp, TAG_CHAOS if slot == CHAOS else TAG_SERVER)
+                self.slots.record(slot, ":" in peer, n, len(resp), t0 - QUERY_CLOCK[0])
+            QUERY_CLOCK[0] = t0
         return resp
 
     # ---- what a name answers: the one decision, for both paths --------------------------
@@ -311,7 +315,7 @@ class Handler:
 
     # ---- everything the hot path does not answer ----------------------------------------
 
-    def _full(self, wire: bytes, peer: str, tcp: bool, t0: int) -> tuple[Response, int]:
+    def _full(self, wire: bytes, peer: str, tcp: bool) -> tuple[Response, int]:
         """Parse the whole message and answer it: (response, the slot to count it in, or
         COUNTED, SERVER, CHAOS)."""
         q = w.parse(wire)
@@ -330,11 +334,11 @@ class Handler:
         if type(got) is Entry:
             return self._entry(q, tcp, got)
         if got is FORWARD or got is CLUSTER:
-            return self._forward(wire, q.key, tcp, peer, t0), COUNTED
+            return self._forward(wire, q.key, tcp, peer), COUNTED
         if got is AUTOPATH:
             resp = self.fw.walk(q, tcp, self.max_udp)
             return (resp if self.stats is None
-                    else self._counted(resp, wire, q.key, tcp, peer, t0)), COUNTED
+                    else self._counted(resp, wire, q.key, tcp, peer, QUERY_CLOCK[0])), COUNTED
         if got is NOT_SYNCED:  # no data yet: a resolver should try again, not cache
             return self._respond(q, tcp, RCODE_SERVFAIL, b"\x00" * 6, b"", aa=False), SERVER
         return self._refused(q, tcp), SERVER
@@ -351,7 +355,7 @@ class Handler:
                 zi = zone.index if zone is not None and zone.claimed else -1
         return self.slots.slot(zi, qtype, resp[3] & 0x0F, tag, tcp)
 
-    def _forward(self, wire: bytes, qkey: bytes, tcp: bool, peer: str, t0: int) -> Response:
+    def _forward(self, wire: bytes, qkey: bytes, tcp: bool, peer: str) -> Response:
         """Hand a query for a name outside the zones to the forwarder; count the answer
         under zone "." (the type is the last 4 bytes of the key but one), written by the
         cache when it came at once, else by forwarding."""
@@ -359,21 +363,23 @@ class Handler:
         resp = self.fw.to(qkey).answer(wire, qkey, tcp)
         if self.stats is None:
             return resp
+        t0 = QUERY_CLOCK[0]
+        QUERY_CLOCK[0] = now = _clock()  # the next answer of a batch starts here
         if type(resp) is bytes:
-            self._record_outside(TAG_CACHE, wire, qkey, resp, tcp, peer, t0)
+            self._record_outside(TAG_CACHE, wire, qkey, resp, tcp, peer, now - t0)
             return resp
         return self._counted(resp, wire, qkey, tcp, peer, t0)  # type: ignore[arg-type]
 
     def _record_outside(self, tag: int, wire: bytes, qkey: bytes, resp: bytes, tcp: bool,
-                        peer: str, t0: int) -> None:
+                        peer: str, ns: int) -> None:
         slot = self.slots.slot(-1, (qkey[-4] << 8) | qkey[-3], resp[3] & 0x0F, tag, tcp)
-        self.slots.record(slot, ":" in peer, len(wire), len(resp), _clock() - t0)
+        self.slots.record(slot, ":" in peer, len(wire), len(resp), ns)
 
     async def _counted(self, resp: Awaitable[bytes | None], wire: bytes, qkey: bytes,
                        tcp: bool, peer: str, t0: int) -> bytes | None:
         data = await resp
         if data is not None:
-            self._record_outside(TAG_FORWARD, wire, qkey, data, tcp, peer, t0)
+            self._record_outside(TAG_FORWARD, wire, qkey, data, tcp, peer, _clock() - t0)
         return data
 
     def _respond(self, q: w.Query, tcp: bool, rcode: int, counts: bytes, body: bytes,

@@ -24,10 +24,12 @@ import errno
 import logging
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from mcdns.dns.hooks import HandleFn, RateLimitFn
+from mcdns.histogram import QUERY_CLOCK
 
 log = logging.getLogger("mcdns.dns")
 
@@ -83,13 +85,14 @@ class BatchedUDP:
 
     def __init__(self, sock: socket.socket, handle: HandleFn, spawn: Callable[[Any], None],
                  rate_limit: RateLimitFn | None = None, send_slot: int = 4096,
-                 needs_peer: bool = True) -> None:
+                 needs_peer: bool = True, timed: bool = False) -> None:
         assert _libc is not None, "call available() first"
         self.sock = sock
         self.fd = sock.fileno()
         self.handle = handle
         self.needs_peer = needs_peer  # False: the handler ignores the client address
         self.rate_limit = rate_limit
+        self.timed = timed  # start the query clock (mcdns.histogram.QUERY_CLOCK) a batch
         self._spawn = spawn
         self._v6 = sock.family == socket.AF_INET6
         self._anyone = "::" if self._v6 else "0.0.0.0"  # the peer when none is decoded
@@ -165,6 +168,8 @@ class BatchedUDP:
         peer_of = self._peer if self.needs_peer or rate_limit is not None else None
         peer = self._anyone
         m = 0
+        if self.timed:  # the first answer's start; each next one starts at the last's end
+            QUERY_CLOCK[0] = time.perf_counter_ns()
         for i in range(n):
             b = i * st32
             if r32[b + flags32] & MSG_TRUNC:

@@ -12,12 +12,16 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable
 from typing import Any, cast
 
 from mcdns.config import Config, HostPort
 from mcdns.dns import mmsg
 from mcdns.dns.hooks import HandleFn, RateLimitFn
+from mcdns.histogram import QUERY_CLOCK
+
+_clock = time.perf_counter_ns
 
 log = logging.getLogger("mcdns.dns")
 
@@ -44,16 +48,19 @@ class ServerState:
 
 class UDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, handle: HandleFn, state: ServerState,
-                 rate_limit: RateLimitFn | None = None) -> None:
+                 rate_limit: RateLimitFn | None = None, timed: bool = False) -> None:
         self.handle = handle
         self.state = state
         self.rate_limit = rate_limit
+        self.timed = timed  # start the query clock (mcdns.histogram.QUERY_CLOCK)
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.timed:
+            QUERY_CLOCK[0] = _clock()
         resp = self.handle(data, addr[0], False)
         if type(resp) is bytes:
             if self.rate_limit is not None:
@@ -78,9 +85,11 @@ class UDPProtocol(asyncio.DatagramProtocol):
 class TCPProtocol(asyncio.Protocol):
     """RFC 7766 framing with idle timeout and limits."""
 
-    def __init__(self, handle: HandleFn, state: ServerState, cfg: Config) -> None:
+    def __init__(self, handle: HandleFn, state: ServerState, cfg: Config,
+                 timed: bool = False) -> None:
         self.handle = handle
         self.state = state
+        self.timed = timed  # start the query clock (mcdns.histogram.QUERY_CLOCK)
         self.idle = cfg.tcp_idle_timeout
         self.max_queries = cfg.tcp_max_queries
         self.max_connections = cfg.tcp_max_connections
@@ -148,6 +157,8 @@ class TCPProtocol(asyncio.Protocol):
             msg = bytes(buf[2:2 + length])
             del buf[:2 + length]
             self.queries += 1
+            if self.timed:
+                QUERY_CLOCK[0] = _clock()
             resp = self.handle(msg, self.peer, True)
             if type(resp) is bytes:
                 self.write(resp)
@@ -195,9 +206,11 @@ class Listeners:
     def __init__(self, cfg: Config, handle: HandleFn,
                  rate_limit: RateLimitFn | None = None, timed: bool = False,
                  needs_peer: bool = True) -> None:
-        """``timed`` is no longer read: the handler times every answer with its labels
-        (mcdns.answers.slots), so ``latency`` stays None (kept while callers pass it)."""
+        """``timed``: start the query clock (mcdns.histogram.QUERY_CLOCK) as datagrams
+        are taken, for the handler to time its answers. ``latency`` stays None: the
+        handler counts the times, by zone and type (mcdns.answers.slots)."""
         self.cfg = cfg
+        self.timed = timed
         self.latency: None = None
         self.handle = handle
         self.needs_peer = needs_peer  # whether ``handle`` reads its peer argument
@@ -236,15 +249,15 @@ class Listeners:
             if batch:
                 self.batched.append(mmsg.BatchedUDP(
                     udp_sock, self.handle, self.state.spawn, self.rate_limit,
-                    send_slot=min(self.cfg.max_udp_size, mmsg.RECV_SLOT),
+                    send_slot=min(self.cfg.max_udp_size, mmsg.RECV_SLOT), timed=self.timed,
                     needs_peer=self.needs_peer))
             else:
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self.handle, self.state, self.rate_limit),
+                    lambda: UDPProtocol(self.handle, self.state, self.rate_limit, self.timed),
                     sock=udp_sock)
                 self.udp.append(transport)
             server = await loop.create_server(
-                lambda: TCPProtocol(self.handle, self.state, self.cfg), sock=tcp_sock,
+                lambda: TCPProtocol(self.handle, self.state, self.cfg, self.timed), sock=tcp_sock,
                 backlog=1024)
             self.tcp.append(server)
             self.addresses.append(HostPort(hp.host, port))

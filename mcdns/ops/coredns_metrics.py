@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from mcdns import __version__
 from mcdns.answers.slots import (
     GRID,
+    GRID_CELLS,
     LAT,
     LAT_NS,
     LAT_SLOTS,
@@ -104,7 +105,7 @@ def dns_families(slots: Slots, zones: Sequence[str], listen: Sequence[HostPort]
         zone = zone_of[zi] if 0 <= zi < len(zone_of) else "."
         proto = "tcp" if tcp else "udp"
         qtype_label = QTYPE_LABELS.get(qtype, "other")
-        grid = block[:GRID]
+        grid = block[GRID:GRID + GRID_CELLS]
         n = sum(grid)
         k = (server, zone, proto, "2" if v6 else "1", qtype_label)
         requests[k] = requests.get(k, 0) + n
